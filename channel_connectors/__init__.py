@@ -1,0 +1,1 @@
+"""Channel connectors: one small module per channel, registered with the hub."""

@@ -1,0 +1,19 @@
+"""Typed application keys shared by the hub's HTTP handlers and the connectors."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hotline.bot import RasaClient
+from hotline.config import Settings
+from hotline.hub import Hub
+from knowledge.search import KnowledgeIndex
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+RASA = web.AppKey("rasa", RasaClient)
+KB = web.AppKey("kb", KnowledgeIndex)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+ENGINE = web.AppKey("engine", AsyncEngine)

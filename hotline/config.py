@@ -1,0 +1,262 @@
+"""Settings: read once at start from ``HOTLINE_*`` variables and an optional TOML file.
+
+Every value is validated here into typed objects, so a bad setting fails fast with a
+message naming it instead of surfacing later as an odd runtime error.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one hotline process tree."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    database_url: str = ""
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str = ""
+    rasa_timeout: float = 5.0
+    rasa_tracker_url: str = ""
+    actions_url: str = "http://127.0.0.1:5055"
+    secret_key: bytes = b""
+    var_dir: Path = PROJECT_ROOT / "var"
+    rasa_venv: Path = PROJECT_ROOT / ".venv-rasa"
+    models_dir: Path = PROJECT_ROOT / "models"
+    allowed_origins: tuple[str, ...] = ()
+    ws_max_frame_bytes: int = 65536
+    max_text_chars: int = 2000
+    ws_messages_per_minute: int = 30
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    holidays: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite mode: one machine, secrets may be generated under ``var/``."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def public_origin(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _float_pos(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 600:
+        raise ValueError("must be a number of seconds between 0 and 600")
+    return value
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    scheme = raw.split("://", 1)[0]
+    if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+    return raw
+
+
+def _tracker_url(raw: str) -> str:
+    scheme = raw.split("://", 1)[0]
+    if scheme not in ("sqlite", "postgresql"):
+        raise ValueError("must be a sqlite:/// or postgresql:// URL")
+    return raw
+
+
+def _host(raw: str) -> str:
+    if not raw or any(c.isspace() for c in raw):
+        raise ValueError("must be a host name or IP address")
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    out = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"{item!r} is not an origin like https://example.org")
+        out.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(out)
+
+
+def _level(raw: str) -> str:
+    value = raw.upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+def _key(raw: str) -> bytes:
+    raw = raw.strip()
+    try:
+        key = bytes.fromhex(raw) if len(raw) == 64 else base64.urlsafe_b64decode(raw + "==")
+    except ValueError as exc:
+        raise ValueError("must be 32 bytes, as 64 hex digits or base64") from exc
+    if len(key) != 32:
+        raise ValueError("must be 32 bytes, as 64 hex digits or base64")
+    return key
+
+
+def _token(raw: str) -> str:
+    if len(raw) < 16 or any(c.isspace() for c in raw):
+        raise ValueError("must be at least 16 characters without spaces")
+    return raw
+
+
+def _dates(raw: str) -> frozenset[str]:
+    import datetime as dt
+
+    days = [d.strip() for d in raw.split(",") if d.strip()]
+    for day in days:
+        dt.date.fromisoformat(day)
+    return frozenset(days)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "http_host": _host,
+    "http_port": _int(1, 65535),
+    "database_url": _database_url,
+    "rasa_url": _http_url,
+    "rasa_token": _token,
+    "rasa_timeout": _float_pos,
+    "rasa_tracker_url": _tracker_url,
+    "actions_url": _http_url,
+    "secret_key": _key,
+    "var_dir": Path,
+    "rasa_venv": Path,
+    "models_dir": Path,
+    "allowed_origins": _origins,
+    "ws_max_frame_bytes": _int(1024, 1 << 24),
+    "max_text_chars": _int(1, 100_000),
+    "ws_messages_per_minute": _int(1, 10_000),
+    "log_level": _level,
+    "log_file": Path,
+    "holidays": _dates,
+}
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"HOTLINE_CONFIG: cannot read {path}: {exc}") from exc
+    section = data.get("hotline", data)
+    out: dict[str, str] = {}
+    for key, value in section.items():
+        if key not in _PARSERS:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        out[key] = str(value)
+    return out
+
+
+def _secret_file(path: Path, make: Callable[[], str], what: str) -> str:
+    """Read a generated secret, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    log.warning("generated %s at %s; set it explicitly in production", what, path)
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, generate_secrets: bool = True
+) -> Settings:
+    """Build :class:`Settings` from the environment (and ``HOTLINE_CONFIG`` TOML file).
+
+    Environment variables win over the file. Missing secrets are generated under
+    ``var/`` in embedded (SQLite) mode only.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, str] = {}
+    config_path = env.get("HOTLINE_CONFIG")
+    if config_path:
+        raw.update(_read_toml(Path(config_path)))
+    for key in _PARSERS:
+        value = env.get(f"HOTLINE_{key.upper()}")
+        if value is not None and value != "":
+            raw[key] = value
+
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        try:
+            values[key] = _PARSERS[key](text)
+        except (ValueError, TypeError) as exc:
+            shown = "<hidden>" if key in ("secret_key", "rasa_token") else repr(text)
+            raise ConfigError(f"HOTLINE_{key.upper()}: {exc} (got {shown})") from exc
+
+    var_dir: Path = values.setdefault("var_dir", Settings.var_dir)
+    values.setdefault("database_url", f"sqlite+aiosqlite:///{var_dir / 'hotline.db'}")
+    embedded = values["database_url"].startswith("sqlite")
+    if "rasa_tracker_url" not in values:
+        if embedded:
+            values["rasa_tracker_url"] = f"sqlite:///{var_dir / 'rasa-tracker.db'}"
+        else:
+            url = values["database_url"].replace("postgresql+asyncpg://", "postgresql://", 1)
+            values["rasa_tracker_url"] = url
+    if "rasa_token" not in values:
+        if not generate_secrets:
+            raise ConfigError("HOTLINE_RASA_TOKEN: not set")
+        values["rasa_token"] = _secret_file(
+            var_dir / "rasa-token", lambda: secrets.token_urlsafe(32), "the Rasa API token"
+        )
+    if "secret_key" not in values:
+        if not embedded:
+            raise ConfigError(
+                "HOTLINE_SECRET_KEY: required with PostgreSQL; generate one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        if not generate_secrets:
+            raise ConfigError("HOTLINE_SECRET_KEY: not set")
+        values["secret_key"] = _key(
+            _secret_file(
+                var_dir / "secret.key",
+                lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+                "the identity encryption key",
+            )
+        )
+    return Settings(**values)

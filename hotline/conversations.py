@@ -1,0 +1,94 @@
+"""Conversation and message persistence, shared by every channel."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hotline.lang import Lang
+from hotline.store.models import Contact, Conversation, ConversationState, Message, new_id
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConversationStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def open(
+        self, channel: str, lang: Lang, external_id: str | None = None
+    ) -> tuple[Conversation, str]:
+        """Start a conversation; returns it with a fresh resume token (only its hash is kept)."""
+        token = secrets.token_urlsafe(32)
+        async with self.sessions() as session:
+            contact = None
+            if external_id is not None:
+                contact = (
+                    await session.execute(
+                        select(Contact).where(
+                            Contact.channel == channel, Contact.external_id == external_id
+                        )
+                    )
+                ).scalar_one_or_none()
+            if contact is None:
+                contact = Contact(id=new_id(), channel=channel, external_id=external_id or new_id())
+                session.add(contact)
+            conversation = Conversation(
+                id=new_id(),
+                contact_id=contact.id,
+                channel=channel,
+                language=lang,
+                state=ConversationState.BOT.value,
+                resume_token_hash=_token_hash(token),
+            )
+            session.add(conversation)
+            await session.commit()
+        return conversation, token
+
+    async def resume(self, token: str) -> Conversation | None:
+        """The conversation a resume token belongs to (looked up by hash)."""
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(Conversation).where(Conversation.resume_token_hash == _token_hash(token))
+                )
+            ).scalar_one_or_none()
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        async with self.sessions() as session:
+            return await session.get(Conversation, conversation_id)
+
+    async def history(self, conversation_id: str, limit: int = 200) -> Sequence[Message]:
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .order_by(Message.id.desc())
+                    .limit(limit)
+                )
+            ).scalars().all()
+        return list(reversed(rows))
+
+    async def set_language(self, conversation_id: str, lang: Lang) -> None:
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is not None and conversation.language != lang:
+                conversation.language = lang
+                await session.commit()
+
+    async def add_message(self, session: AsyncSession, message: Message) -> Message | None:
+        """Insert ``message``; None if its client id was already stored (a resend)."""
+        try:
+            async with session.begin_nested():
+                session.add(message)
+        except IntegrityError:
+            return None
+        return message

@@ -1,0 +1,381 @@
+"""The conversation hub: persist first, then ask the bot, then deliver the replies.
+
+Every channel hands the hub the same ``Inbound``. The hub stores it (deduplicated by
+client id) before anything else, so an accepted message survives a crash or a dead
+bot. Replies are stored, then delivered through the channel that owns the conversation.
+
+The bot never touches storage: when it needs something done (create a ticket, look up
+a case, hand off, answer from the knowledge base) it returns a command in a custom
+payload and the hub carries it out here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from hotline.answers import KnowledgeAnswers
+from hotline.bot import Bot, BotUnavailable
+from hotline.channels import ChannelRegistry
+from hotline.conversations import ConversationStore
+from hotline.lang import Lang, detect, parse
+from hotline.messages import Accepted, Button, Inbound, Outbound
+from hotline.store.models import (
+    AuthorKind,
+    Conversation,
+    ConversationState,
+    Message,
+    TicketKind,
+)
+from hotline.texts import say
+from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
+from hotline.vault import Identity, Sealer
+
+log = logging.getLogger(__name__)
+
+_INTENT_PAYLOAD = re.compile(r'^/[a-z_]{2,40}(\{"kb_article":"[a-z0-9-]{1,60}"\})?$')
+_HANDOFF_REASONS = frozenset({"requested", "bot_unavailable", "bot_gave_up", "intake_failed"})
+
+
+class InvalidInput(ValueError):
+    """A citizen's message breaks a rule; ``code`` goes back to the sender."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Hub:
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        bot: Bot,
+        tickets: TicketService,
+        answers: KnowledgeAnswers,
+        secret_key: bytes,
+        *,
+        max_text_chars: int = 2000,
+        intents: frozenset[str] = frozenset(),
+    ) -> None:
+        self.conversations = conversations
+        self.channels = ChannelRegistry()
+        self._bot = bot
+        self._tickets = tickets
+        self._answers = answers
+        self._sealer = Sealer(secret_key, "message")
+        self._max_text = max_text_chars
+        self._intents = intents
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._commands: dict[str, Callable[[Conversation, dict[str, Any]], Any]] = {
+            "expect_sensitive": self._cmd_expect_sensitive,
+            "create_ticket": self._cmd_create_ticket,
+            "case_status": self._cmd_case_status,
+            "handoff": self._cmd_handoff,
+            "kb_answer": self._cmd_kb_answer,
+        }
+
+    # ----------------------------------------------------------------- inbound
+    def validate(self, inbound: Inbound) -> None:
+        """Reject what no channel may send; raises ``InvalidInput``."""
+        text = inbound.text.strip()
+        if not text:
+            raise InvalidInput("empty_text", "message text is empty")
+        if len(inbound.text) > self._max_text:
+            raise InvalidInput(
+                "text_too_long", f"message text is longer than {self._max_text} characters"
+            )
+        if inbound.payload is not None:
+            ok = _INTENT_PAYLOAD.match(inbound.payload)
+            if not ok or (self._intents and inbound.payload[1:].split("{")[0] not in self._intents):
+                raise InvalidInput("bad_payload", "unknown button payload")
+
+    async def accept(self, inbound: Inbound) -> Accepted:
+        """Validate and store the message. Nothing is acted on before this returns."""
+        self.validate(inbound)
+        return await self._store_inbound(inbound)
+
+    def dispatch(self, inbound: Inbound, accepted: Accepted) -> None:
+        """Process a stored message in the background, in order per conversation."""
+        if accepted.duplicate:
+            return
+        task = asyncio.create_task(self._process(inbound, accepted.message_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def submit(self, inbound: Inbound) -> Accepted:
+        """Accept, then dispatch: for channels that acknowledge nothing themselves."""
+        accepted = await self.accept(inbound)
+        self.dispatch(inbound, accepted)
+        return accepted
+
+    async def drain(self) -> None:
+        """Wait for all in-flight processing (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def _store_inbound(self, inbound: Inbound) -> Accepted:
+        async with self.conversations.sessions() as session:
+            conversation = await session.get(Conversation, inbound.conversation_id)
+            if conversation is None:
+                raise InvalidInput("unknown_conversation", "no such conversation")
+            sealed = None
+            text = inbound.text
+            if conversation.expect_sensitive:
+                sealed = self._sealer.seal(text.encode(), conversation.id)
+                text = say("sealed_placeholder", parse(conversation.language) or "zh")
+                conversation.expect_sensitive = False
+            message = Message(
+                conversation_id=conversation.id,
+                author=AuthorKind.CITIZEN.value,
+                text=text,
+                sealed=sealed,
+                client_id=inbound.client_id,
+            )
+            stored = await self.conversations.add_message(session, message)
+            if stored is None:
+                await session.rollback()
+                return Accepted(message_id=0, duplicate=True)
+            await session.commit()
+            log.info(
+                "message stored",
+                extra={"conversation_id": conversation.id, "message_id": message.id},
+            )
+            return Accepted(message_id=message.id, duplicate=False)
+
+    async def _process(self, inbound: Inbound, message_id: int) -> None:
+        async with self._lock(inbound.conversation_id):
+            channel = None
+            try:
+                conversation = await self.conversations.get(inbound.conversation_id)
+                channel = self.channels.get(conversation.channel) if conversation else None
+                if channel is not None:
+                    await channel.busy(inbound.conversation_id, True)
+                await self._answer(inbound, message_id)
+            except Exception:
+                log.exception(
+                    "processing failed",
+                    extra={"conversation_id": inbound.conversation_id, "message_id": message_id},
+                )
+            finally:
+                if channel is not None:
+                    await channel.busy(inbound.conversation_id, False)
+
+    async def _answer(self, inbound: Inbound, message_id: int) -> None:
+        conversation = await self.conversations.get(inbound.conversation_id)
+        assert conversation is not None
+        current = parse(conversation.language) or "zh"
+        hint = inbound.lang or current
+        lang = hint if inbound.text.startswith("/") else detect(inbound.text, hint)
+        if lang != current:
+            await self.conversations.set_language(conversation.id, lang)
+            conversation.language = lang
+        if conversation.state == ConversationState.CLOSED:
+            await self._set_state(conversation, ConversationState.BOT, None)
+        if conversation.state == ConversationState.QUEUED:
+            await self._emit(conversation, AuthorKind.SYSTEM, say("queued_notice", lang))
+        elif conversation.state == ConversationState.BOT:
+            # Typed text never reaches Rasa as a slash command: only buttons can do that.
+            text = inbound.payload or inbound.text.lstrip("/") or inbound.text
+            try:
+                replies = await self._bot.converse(
+                    conversation.id, text, channel=conversation.channel, lang=lang
+                )
+            except BotUnavailable as exc:
+                log.warning(
+                    "bot unavailable", extra={"conversation_id": conversation.id, "error": str(exc)}
+                )
+                await self._set_state(conversation, ConversationState.QUEUED, "bot_unavailable")
+                await self._emit(conversation, AuthorKind.SYSTEM, say("bot_unavailable", lang))
+            else:
+                for reply in replies:
+                    await self._handle_reply(conversation, reply)
+        await self._mark_handled(message_id)
+
+    async def _mark_handled(self, message_id: int) -> None:
+        async with self.conversations.sessions() as session:
+            message = await session.get(Message, message_id)
+            if message is not None:
+                message.handled = True
+                await session.commit()
+
+    # ---------------------------------------------------------------- outbound
+    async def _handle_reply(self, conversation: Conversation, reply: dict[str, Any]) -> None:
+        custom = reply.get("custom")
+        if isinstance(custom, dict) and isinstance(custom.get("hotline"), dict):
+            command = custom["hotline"]
+            handler = self._commands.get(str(command.get("cmd")))
+            if handler is None:
+                log.warning("unknown bot command", extra={"conversation_id": conversation.id})
+                return
+            await handler(conversation, command)
+            return
+        text = reply.get("text")
+        if not isinstance(text, str) or not text:
+            return
+        buttons = tuple(
+            Button(str(b.get("title", "")), str(b.get("payload", "")))
+            for b in reply.get("buttons") or []
+            if isinstance(b, dict)
+        )
+        await self._emit(conversation, AuthorKind.BOT, text, buttons)
+
+    async def _emit(
+        self,
+        conversation: Conversation,
+        author: AuthorKind,
+        text: str,
+        buttons: tuple[Button, ...] = (),
+        *,
+        stored_text: str | None = None,
+    ) -> None:
+        """Store one outgoing message (``stored_text`` redacts it), then deliver it."""
+        async with self.conversations.sessions() as session:
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    author=author.value,
+                    text=stored_text if stored_text is not None else text,
+                    buttons=[{"title": b.title, "payload": b.payload} for b in buttons] or None,
+                    handled=True,
+                )
+            )
+            await session.commit()
+        channel = self.channels.get(conversation.channel)
+        if channel is not None:
+            await channel.deliver(Outbound(conversation.id, author, text, buttons))
+
+    async def _set_state(
+        self, conversation: Conversation, state: ConversationState, reason: str | None
+    ) -> None:
+        async with self.conversations.sessions() as session:
+            row = await session.get(Conversation, conversation.id)
+            assert row is not None
+            row.state = state.value
+            row.handoff_reason = reason
+            await session.commit()
+        conversation.state = state.value
+        conversation.handoff_reason = reason
+        log.info(
+            "conversation state",
+            extra={"conversation_id": conversation.id, "state": state.value, "reason": reason},
+        )
+        channel = self.channels.get(conversation.channel)
+        if channel is not None:
+            await channel.state_changed(conversation.id, state)
+
+    # ---------------------------------------------------------------- commands
+    def _lang(self, conversation: Conversation) -> Lang:
+        return parse(conversation.language) or "zh"
+
+    async def _cmd_expect_sensitive(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
+        async with self.conversations.sessions() as session:
+            row = await session.get(Conversation, conversation.id)
+            assert row is not None
+            row.expect_sensitive = True
+            await session.commit()
+
+    async def _cmd_handoff(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
+        reason = str(cmd.get("reason") or "requested")
+        await self._set_state(
+            conversation,
+            ConversationState.QUEUED,
+            reason if reason in _HANDOFF_REASONS else "requested",
+        )
+
+    async def _cmd_create_ticket(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
+        lang = self._lang(conversation)
+        try:
+            kind = TicketKind(cmd.get("kind"))
+            fields = cmd.get("fields")
+            if not isinstance(fields, dict):
+                raise ValueError("fields must be an object")
+            raw_identity = cmd.get("identity")
+            identity = None
+            if isinstance(raw_identity, dict) and raw_identity.get("name"):
+                identity = Identity(
+                    str(raw_identity.get("name", ""))[:200],
+                    str(raw_identity.get("phone", ""))[:40],
+                    str(raw_identity.get("id_number", ""))[:40],
+                )
+            case = await self._tickets.create(
+                kind=kind,
+                fields=fields,
+                identity=identity,
+                conversation_id=conversation.id,
+                channel=conversation.channel,
+                language=lang,
+            )
+        except (ValueError, RuntimeError):
+            log.exception("ticket creation failed", extra={"conversation_id": conversation.id})
+            await self._set_state(conversation, ConversationState.QUEUED, "intake_failed")
+            await self._emit(conversation, AuthorKind.SYSTEM, say("ticket_failed", lang))
+            return
+        values = {
+            "kind": say(f"kind_{kind.value}", lang),
+            "code": case.case_code,
+            "reply_due": _date(case.reply_due, lang),
+            "result_due": _date(case.result_due, lang),
+        }
+        text = say("ticket_created", lang, pin=case.pin, **values)
+        # The PIN is shown once and never stored in clear: the transcript keeps a mask.
+        masked = say("ticket_created", lang, pin=say("pin_placeholder", lang), **values)
+        await self._emit(conversation, AuthorKind.BOT, text, stored_text=masked)
+
+    async def _cmd_case_status(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
+        lang = self._lang(conversation)
+        code, pin = str(cmd.get("code", "")), str(cmd.get("pin", ""))
+        result = await self._tickets.lookup(code, pin, conversation.id)
+        human = (Button(say("btn_human", lang), "/request_human"),)
+        if result.outcome is LookupOutcome.FOUND and result.ticket is not None:
+            ticket = result.ticket
+            text = say(
+                "status_found",
+                lang,
+                code=ticket.case_code,
+                kind=say(f"kind_{ticket.kind}", lang),
+                status=PUBLIC_STATUS[ticket.status][lang],
+                created=_date(ticket.created_at.astimezone(CHINA).date(), lang),
+                reply_due=_date(ticket.reply_due, lang),
+                result_due=_date(ticket.result_due, lang),
+            )
+            await self._emit(conversation, AuthorKind.BOT, text)
+        elif result.outcome is LookupOutcome.LOCKED and result.locked_until is not None:
+            until = result.locked_until.astimezone(CHINA).strftime("%H:%M")
+            await self._emit(
+                conversation, AuthorKind.BOT, say("status_locked", lang, until=until), human
+            )
+        else:
+            retry = Button(say("btn_status", lang), "/case_status")
+            await self._emit(
+                conversation,
+                AuthorKind.BOT,
+                say("status_no_match", lang, left=result.attempts_left),
+                (retry, *human),
+            )
+
+    async def _cmd_kb_answer(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
+        lang = self._lang(conversation)
+        answer = self._answers.answer(
+            query=str(cmd.get("query", ""))[: self._max_text],
+            lang=lang,
+            mode=str(cmd.get("mode", "consult")),
+            topic=str(cmd["topic"]) if cmd.get("topic") else None,
+        )
+        await self._emit(conversation, AuthorKind.BOT, answer.text, answer.buttons)
+
+
+def _date(day: dt.date, lang: Lang) -> str:
+    return f"{day.year}年{day.month}月{day.day}日" if lang == "zh" else day.isoformat()

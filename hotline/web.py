@@ -1,0 +1,152 @@
+"""The HTTP application: health, knowledge search, the chat channel and security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from channel_connectors.webchat.connector import WebChatChannel
+from hotline.answers import KnowledgeAnswers
+from hotline.appkeys import ENGINE, HTTP, HUB, KB, RASA, SETTINGS
+from hotline.bot import RasaClient, actions_healthy
+from hotline.config import Settings
+from hotline.conversations import ConversationStore
+from hotline.hub import Hub
+from hotline.store.db import make_engine, migrate, ping, sessionmaker
+from hotline.tickets import TicketService
+from hotline.vault import IdentityVault
+from knowledge.articles import load_articles
+from knowledge.search import KnowledgeIndex
+
+log = logging.getLogger(__name__)
+
+
+# Intents a button may carry; typed text never becomes an intent payload.
+BUTTON_INTENTS = frozenset(
+    {
+        "greet", "goodbye", "affirm", "deny", "report_crime", "file_complaint", "appeal",
+        "state_compensation", "case_status", "legal_consult", "lawyer_appointment",
+        "request_human", "out_of_scope", "cancel", "skip",
+    }
+)
+
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'self'; base-uri 'none'"
+)
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/":
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+
+    async def database() -> tuple[bool, str]:
+        try:
+            await asyncio.wait_for(ping(app[ENGINE]), 2)
+        except Exception as exc:  # any failure means unhealthy; say which
+            return False, type(exc).__name__
+        return True, "ok"
+
+    checks = await asyncio.gather(
+        database(),
+        app[RASA].healthy(),
+        actions_healthy(app[HTTP], app[SETTINGS].actions_url),
+    )
+    components = {
+        name: {"status": "ok" if ok else "down", "detail": detail}
+        for name, (ok, detail) in zip(("database", "rasa", "actions"), checks, strict=True)
+    }
+    healthy = all(ok for ok, _ in checks)
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "components": components},
+        status=200 if healthy else 503,
+    )
+
+
+async def kb_search(request: web.Request) -> web.Response:
+    query = request.query.get("q", "").strip()
+    lang = request.query.get("lang") or None
+    raw_limit = request.query.get("limit", "5")
+    if not query:
+        raise web.HTTPBadRequest(text='{"error":"q is required"}', content_type="application/json")
+    if len(query) > 500:
+        raise web.HTTPBadRequest(
+            text='{"error":"q is longer than 500 characters"}', content_type="application/json"
+        )
+    if lang not in (None, "zh", "en"):
+        raise web.HTTPBadRequest(
+            text='{"error":"lang must be zh or en"}', content_type="application/json"
+        )
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+        raise web.HTTPBadRequest(
+            text='{"error":"limit must be 1-50"}', content_type="application/json"
+        )
+    hits = request.app[KB].search(query, lang=lang, limit=int(raw_limit))
+    results: list[dict[str, Any]] = [
+        {
+            "id": h.article.id,
+            "lang": h.article.lang,
+            "title": h.article.title,
+            "tags": list(h.article.tags),
+            "score": round(h.score, 4),
+            "coverage": round(h.coverage, 3),
+            "snippet": h.article.body[:160],
+        }
+        for h in hits
+    ]
+    return web.json_response({"query": query, "results": results})
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
+    """Build the hub application; storage, HTTP clients and the KB start with the app."""
+    app = web.Application(middlewares=[security_headers], client_max_size=1 << 20)
+    app[SETTINGS] = settings
+    index = KnowledgeIndex(load_articles())
+    app[KB] = index
+    webchat = WebChatChannel(settings)
+    webchat.add_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        if run_migrations:
+            await migrate(engine)
+        sessions = sessionmaker(engine)
+        http = aiohttp.ClientSession()
+        rasa = RasaClient(http, settings.rasa_url, settings.rasa_token, settings.rasa_timeout)
+        hub = Hub(
+            ConversationStore(sessions),
+            rasa,
+            TicketService(sessions, IdentityVault(settings.secret_key), settings.holidays),
+            KnowledgeAnswers(index),
+            settings.secret_key,
+            max_text_chars=settings.max_text_chars,
+            intents=BUTTON_INTENTS,
+        )
+        hub.channels.register(webchat)
+        app[ENGINE], app[HTTP], app[RASA], app[HUB] = engine, http, rasa, hub
+        log.info("hub ready", extra={"articles": len(index.articles)})
+        yield
+        await hub.drain()
+        await http.close()
+        await engine.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/kb/search", kb_search)
+    return app

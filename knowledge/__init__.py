@@ -1,0 +1,1 @@
+"""The knowledge base: Markdown articles (zh/en) and a Chinese-aware BM25 index."""
