@@ -27,6 +27,7 @@ it is 2 if the data file cannot be read or the server is unreachable.
 
 Dependencies: Python 3.11 standard library, PyYAML, aiohttp.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,11 @@ def load_examples(path: Path) -> list[tuple[str, str]]:
         if not intent:
             continue  # synonyms / regexes / lookups
         examples = block.get("examples") or ""
-        lines = examples.splitlines() if isinstance(examples, str) else [
-            (e.get("text", "") if isinstance(e, dict) else str(e)) for e in examples
-        ]
+        lines = (
+            examples.splitlines()
+            if isinstance(examples, str)
+            else [(e.get("text", "") if isinstance(e, dict) else str(e)) for e in examples]
+        )
         for line in lines:
             line = line.strip()
             if line.startswith("- "):
@@ -91,7 +94,7 @@ async def parse_one(
                     return intent.get("name"), float(intent.get("confidence") or 0.0)
             except aiohttp.ClientResponseError:
                 raise
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))
@@ -113,7 +116,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     per_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     errors = []
     correct = 0
-    for (gold, text), (pred, conf) in zip(examples, preds):
+    for (gold, text), (pred, conf) in zip(examples, preds, strict=False):
         ok = pred == gold
         lang = language_of(text)
         for bucket in (per_intent[gold], per_lang[lang]):
@@ -122,8 +125,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         correct += ok
         if not ok:
             errors.append(
-                {"text": text, "expected": gold, "predicted": pred,
-                 "confidence": round(conf, 4), "language": lang}
+                {
+                    "text": text,
+                    "expected": gold,
+                    "predicted": pred,
+                    "confidence": round(conf, 4),
+                    "language": lang,
+                }
             )
 
     def acc(c: int, n: int) -> float:
@@ -135,10 +143,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "total": len(examples),
         "correct": correct,
         "accuracy": acc(correct, len(examples)),
-        "per_intent": {k: {"correct": c, "total": n, "accuracy": acc(c, n)}
-                       for k, (c, n) in sorted(per_intent.items())},
-        "per_language": {k: {"correct": c, "total": n, "accuracy": acc(c, n)}
-                         for k, (c, n) in sorted(per_lang.items())},
+        "per_intent": {
+            k: {"correct": c, "total": n, "accuracy": acc(c, n)}
+            for k, (c, n) in sorted(per_intent.items())
+        },
+        "per_language": {
+            k: {"correct": c, "total": n, "accuracy": acc(c, n)}
+            for k, (c, n) in sorted(per_lang.items())
+        },
         "misclassified": errors,
     }
 
@@ -156,13 +168,16 @@ def print_report(s: dict[str, Any]) -> None:
         print(f"  {intent:<{width}} {r['accuracy']:7.2%}  ({r['correct']}/{r['total']})")
     print(f"\nMisclassified ({len(s['misclassified'])}):")
     for e in s["misclassified"]:
-        print(f"  [{e['language']}] {e['text']!r}: expected {e['expected']}, "
-              f"got {e['predicted']} ({e['confidence']:.2f})")
+        print(
+            f"  [{e['language']}] {e['text']!r}: expected {e['expected']}, "
+            f"got {e['predicted']} ({e['confidence']:.2f})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        description="Measure intent accuracy of a running Rasa server on the held-out NLU set.")
+        description="Measure intent accuracy of a running Rasa server on the held-out NLU set."
+    )
     ap.add_argument("--url", default="http://127.0.0.1:5005", help="Rasa server base URL")
     ap.add_argument("--token", default=None, help="auth token (sent as ?token=)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="held-out NLU YAML file")
@@ -175,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, yaml.YAMLError) as exc:
         print(f"error: cannot read {args.data}: {exc}", file=sys.stderr)
         return 2
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         print(f"error: request to {args.url} failed: {exc!r}", file=sys.stderr)
         return 2
     if args.json:

@@ -57,7 +57,9 @@ class ActionGreet(Action):
     def name(self) -> Text:
         return "action_greet"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         dispatcher.utter_message(
             text=say("greet", lang),
@@ -75,7 +77,9 @@ class ActionGoodbye(Action):
     def name(self) -> Text:
         return "action_goodbye"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         dispatcher.utter_message(text=say("goodbye", lang))
         return [SlotSet("lang", lang)]
@@ -85,10 +89,14 @@ class ActionAcknowledge(Action):
     def name(self) -> Text:
         return "action_acknowledge"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         intent, _ = _intent(tracker)
-        dispatcher.utter_message(text=say("nothing_to_cancel" if intent == "cancel" else "acknowledge", lang))
+        dispatcher.utter_message(
+            text=say("nothing_to_cancel" if intent == "cancel" else "acknowledge", lang)
+        )
         return [SlotSet("lang", lang)]
 
 
@@ -96,7 +104,9 @@ class ActionHandoff(Action):
     def name(self) -> Text:
         return "action_handoff"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         dispatcher.utter_message(text=say("handoff", lang))
         command(dispatcher, "handoff", reason="requested")
@@ -110,7 +120,9 @@ class ActionAnswerQuestion(Action):
     def name(self) -> Text:
         return "action_answer_question"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         intent, _ = _intent(tracker)
         text = (tracker.latest_message or {}).get("text") or ""
@@ -134,7 +146,9 @@ class ActionStartIntake(Action):
     def name(self) -> Text:
         return "action_start_intake"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         intent, _ = _intent(tracker)
         kind = INTENT_KIND.get(intent, "report")
@@ -153,7 +167,9 @@ class ValidateIntakeForm(FormValidationAction):
     def name(self) -> Text:
         return "validate_intake_form"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         kind = tracker.get_slot("case_kind") or "report"
         slots = {name: tracker.get_slot(name) for name in intake.INTAKE_SLOTS}
@@ -161,8 +177,14 @@ class ValidateIntakeForm(FormValidationAction):
         intent, confidence = _intent(tracker)
         text = (tracker.latest_message or {}).get("text") or ""
         turn = intake.step(
-            kind, requested, slots, text, intent, confidence,
-            int(tracker.get_slot("retries") or 0), lang,
+            kind,
+            requested,
+            slots,
+            text,
+            intent,
+            confidence,
+            int(tracker.get_slot("retries") or 0),
+            lang,
         )
         # Always set a slot: a validation that sets none makes Rasa reject the form.
         events: List[EventType] = [
@@ -203,7 +225,9 @@ def _ask(slot: str):  # type: ignore[no-untyped-def]
         def name(self) -> Text:
             return f"action_ask_{slot}"
 
-        async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        async def run(
+            self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+        ) -> List[EventType]:
             lang = lang_of(tracker)
             kind = tracker.get_slot("case_kind") or "report"
             buttons = []
@@ -214,7 +238,10 @@ def _ask(slot: str):  # type: ignore[no-untyped-def]
             elif slot in intake.OPTIONAL:
                 buttons = [button("btn_skip", lang, "/skip")]
             elif slot == "anonymous":
-                buttons = [button("btn_named", lang, "/affirm"), button("btn_anonymous", lang, "/deny")]
+                buttons = [
+                    button("btn_named", lang, "/affirm"),
+                    button("btn_anonymous", lang, "/deny"),
+                ]
             key = f"ask_details_{kind}" if slot == "details" else f"ask_{slot}"
             dispatcher.utter_message(text=say(key, lang), buttons=buttons)
             return []
@@ -232,7 +259,9 @@ class ActionAskConfirm(Action):
     def name(self) -> Text:
         return "action_ask_confirm"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         kind = tracker.get_slot("case_kind") or "report"
         slots = {name: tracker.get_slot(name) for name in intake.INTAKE_SLOTS}
@@ -255,7 +284,11 @@ class ActionAskConfirm(Action):
                 shown = value[:4] + "**********" + value[-4:]
             else:
                 shown = value
-            lines.append(f"{say('label_' + name, lang)}：{shown}" if lang == "zh" else f"{say('label_' + name, lang)}: {shown}")
+            lines.append(
+                f"{say('label_' + name, lang)}：{shown}"
+                if lang == "zh"
+                else f"{say('label_' + name, lang)}: {shown}"
+            )
         lines.append(say("confirm_outro", lang))
         if slots.get("anonymous") == "named":
             command(dispatcher, "expect_sensitive")
@@ -274,7 +307,9 @@ class ActionFinishIntake(Action):
     def name(self) -> Text:
         return "action_finish_intake"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         outcome = tracker.get_slot("outcome")
         kind = tracker.get_slot("case_kind") or "report"
@@ -293,12 +328,17 @@ class ActionFinishIntake(Action):
                 identity = {
                     "name": slots["reporter_name"] or "",
                     "phone": slots.get("reporter_phone") or "",
-                    "id_number": "" if slots.get("reporter_id") in (None, intake.SKIPPED) else slots["reporter_id"],
+                    "id_number": ""
+                    if slots.get("reporter_id") in (None, intake.SKIPPED)
+                    else slots["reporter_id"],
                 }
             command(dispatcher, "create_ticket", kind=kind, fields=fields, identity=identity)
         elif outcome == "handoff":
             intent, _ = _intent(tracker)
-            gave_up = not (intent == "request_human" or intake.wants_human((tracker.latest_message or {}).get("text") or ""))
+            gave_up = not (
+                intent == "request_human"
+                or intake.wants_human((tracker.latest_message or {}).get("text") or "")
+            )
             dispatcher.utter_message(text=say("gave_up" if gave_up else "handoff", lang))
             command(dispatcher, "handoff", reason="bot_gave_up" if gave_up else "requested")
         else:
@@ -312,11 +352,17 @@ class ActionStartCaseStatus(Action):
     def name(self) -> Text:
         return "action_start_case_status"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         dispatcher.utter_message(text=say("status_start", lang))
         code, pin = intake.split_code_pin((tracker.latest_message or {}).get("text") or "")
-        events: List[EventType] = [*_reset(STATUS_SLOTS), *_reset(BOOKKEEPING), SlotSet("lang", lang)]
+        events: List[EventType] = [
+            *_reset(STATUS_SLOTS),
+            *_reset(BOOKKEEPING),
+            SlotSet("lang", lang),
+        ]
         if code and is_valid_code(code):  # "查询案件 118016483006" fills the code at once
             events.append(SlotSet("case_code", code))
             if pin:
@@ -330,7 +376,9 @@ class ValidateCaseStatusForm(FormValidationAction):
     def name(self) -> Text:
         return "validate_case_status_form"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         requested = tracker.get_slot("requested_slot")
         code, pin = tracker.get_slot("case_code"), tracker.get_slot("case_pin")
@@ -343,9 +391,9 @@ class ValidateCaseStatusForm(FormValidationAction):
         ]
         if requested is not None:
             if (intent == "cancel" and confidence >= 0.6) or intake.is_cancel(text):
-                return events + [SlotSet("outcome", "cancelled"), SlotSet("requested_slot", None)]
+                return [*events, SlotSet("outcome", "cancelled"), SlotSet("requested_slot", None)]
             if (intent == "request_human" and confidence >= 0.6) or intake.wants_human(text):
-                return events + [SlotSet("outcome", "handoff"), SlotSet("requested_slot", None)]
+                return [*events, SlotSet("outcome", "handoff"), SlotSet("requested_slot", None)]
             found_code, found_pin = intake.split_code_pin(text)
             if not any(ch.isdigit() for ch in text) and intent == "case_status":
                 pass  # "check my case" again while we are asking: just ask once more
@@ -364,8 +412,12 @@ class ValidateCaseStatusForm(FormValidationAction):
                     if retries < intake.MAX_RETRIES:
                         dispatcher.utter_message(text=say("err_case_pin", lang))
             if retries >= intake.MAX_RETRIES:
-                return events + [SlotSet("outcome", "gave_up"), SlotSet("requested_slot", None)]
-        events += [SlotSet("case_code", code), SlotSet("case_pin", pin), SlotSet("retries", retries)]
+                return [*events, SlotSet("outcome", "gave_up"), SlotSet("requested_slot", None)]
+        events += [
+            SlotSet("case_code", code),
+            SlotSet("case_pin", pin),
+            SlotSet("retries", retries),
+        ]
         nxt = "case_code" if code is None else "case_pin" if pin is None else None
         if nxt is None:
             events.append(SlotSet("outcome", "lookup"))
@@ -377,7 +429,9 @@ class ActionAskCaseCode(Action):
     def name(self) -> Text:
         return "action_ask_case_code"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         dispatcher.utter_message(text=say("ask_case_code", lang_of(tracker)))
         return []
 
@@ -386,7 +440,9 @@ class ActionAskCasePin(Action):
     def name(self) -> Text:
         return "action_ask_case_pin"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         command(dispatcher, "expect_sensitive")  # the PIN never sits in the transcript
         dispatcher.utter_message(text=say("ask_case_pin", lang_of(tracker)))
         return []
@@ -396,7 +452,9 @@ class ActionFinishCaseStatus(Action):
     def name(self) -> Text:
         return "action_finish_case_status"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
         lang = lang_of(tracker)
         outcome = tracker.get_slot("outcome")
         code, pin = tracker.get_slot("case_code"), tracker.get_slot("case_pin")
@@ -407,7 +465,8 @@ class ActionFinishCaseStatus(Action):
             command(dispatcher, "handoff", reason="requested")
         elif outcome == "gave_up":
             dispatcher.utter_message(
-                text=say("status_gave_up", lang), buttons=[button("btn_human", lang, "/request_human")]
+                text=say("status_gave_up", lang),
+                buttons=[button("btn_human", lang, "/request_human")],
             )
         else:
             dispatcher.utter_message(text=say("cancelled", lang))

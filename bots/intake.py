@@ -18,8 +18,16 @@ DEFAULT_MAX = 200
 KINDS = ("report", "complaint", "appeal", "compensation")
 IDENTITY_SLOTS = ("reporter_name", "reporter_phone", "reporter_id")
 INTAKE_SLOTS = (
-    "person", "unit", "position", "details", "when", "place", "evidence",
-    "anonymous", *IDENTITY_SLOTS, "confirm",
+    "person",
+    "unit",
+    "position",
+    "details",
+    "when",
+    "place",
+    "evidence",
+    "anonymous",
+    *IDENTITY_SLOTS,
+    "confirm",
 )
 OPTIONAL = frozenset({"person", "position", "when", "place", "evidence", "reporter_id"})
 SENSITIVE = frozenset(IDENTITY_SLOTS)
@@ -51,20 +59,31 @@ _CANCEL = re.compile(
     r"never ?mind|forget it)\b",
     re.IGNORECASE,
 )
-_HUMAN = re.compile(r"(转人工|人工服务|人工客服|真人|接线员|agent|human|operator|real person)", re.I)
+_HUMAN = re.compile(
+    r"(转人工|人工服务|人工客服|真人|接线员|agent|human|operator|real person)", re.I
+)
 _SKIP = re.compile(
     r"^\s*(跳过|不知道|不清楚|不记得|记不清|没有|无|暂无|不详|略|skip|pass|don'?t know|no idea|"
     r"not sure|none|n/?a|no)\s*[。.!！]?\s*$",
     re.IGNORECASE,
 )
-_YES = re.compile(r"^\s*(确认|确定|是的?|对|没错|无误|提交|好的?|可以|yes|yep|yeah|y|ok|okay|"
-                  r"confirm|correct|submit|right|sure)\s*[。.!！]?\s*$", re.IGNORECASE)
-_NO = re.compile(r"^\s*(不对|不是|修改|需要修改|有误|错了|不|否|no|nope|change|edit|wrong)\b",
-                 re.IGNORECASE)
-_NAMED = re.compile(r"(实名|留名|留下.*(名字|姓名|信息)|愿意.*(名|身份)|\bnamed\b|my name|real name|"
-                    r"give (you )?my name|identify myself)", re.IGNORECASE)
-_ANON = re.compile(r"(匿名|不留|不愿|不想.*(名|身份)|anonym|without (my )?name|no name|stay anonymous)",
-                   re.IGNORECASE)
+_YES = re.compile(
+    r"^\s*(确认|确定|是的?|对|没错|无误|提交|好的?|可以|yes|yep|yeah|y|ok|okay|"
+    r"confirm|correct|submit|right|sure)\s*[。.!！]?\s*$",
+    re.IGNORECASE,
+)
+_NO = re.compile(
+    r"^\s*(不对|不是|修改|需要修改|有误|错了|不|否|no|nope|change|edit|wrong)\b", re.IGNORECASE
+)
+_NAMED = re.compile(
+    r"(实名|留名|留下.*(名字|姓名|信息)|愿意.*(名|身份)|\bnamed\b|my name|real name|"
+    r"give (you )?my name|identify myself)",
+    re.IGNORECASE,
+)
+_ANON = re.compile(
+    r"(匿名|不留|不愿|不想.*(名|身份)|anonym|without (my )?name|no name|stay anonymous)",
+    re.IGNORECASE,
+)
 _QUESTION = re.compile(
     r"([?？]|吗\s*$|什么|怎么|如何|多久|多长时间|哪里|哪些|能不能|可不可以|是否|会不会|"
     r"^\s*(what|how|when|where|why|can|could|will|is|are|do|does|should)\b)",
@@ -74,8 +93,9 @@ _LETTER = re.compile(r"[A-Za-z\u3400-\u9fff]")
 _REPEAT = re.compile(r"^(.)\1{3,}$")
 
 FIELD_WORDS: Dict[str, str] = {
-    "person": r"被举报人|举报对象|被举报的人|那个人的名字|对方姓名|person reported|official'?s name|"
-              r"name of the (official|person)",
+    "person": r"被举报人|举报对象|被举报的人|那个人的名字|对方姓名|person reported|"
+    r"official'?s name|"
+    r"name of the (official|person)",
     "unit": r"单位|部门|机关|工作单位|unit|organi[sz]ation|department|agency|employer|office",
     "position": r"职务|职位|官职|position|job title|rank",
     "details": r"事情经过|经过|具体情况|问题描述|details|description|what happened",
@@ -91,9 +111,13 @@ _CORRECTION = re.compile(
     r"\bwrong\b|mistake|correction|\bactually\b|should be|should read|change .* to|\bmeant\b)",
     re.IGNORECASE,
 )
-_ZH_VALUE = re.compile(r"(?:应该是|应为|改成|改为|其实是|是|为)[:：\s]*([^，。,；;]+?)[。.!！]?\s*$")
+_ZH_VALUE = re.compile(
+    r"(?:应该是|应为|改成|改为|其实是|是|为)[:：\s]*([^，。,；;]+?)[。.!！]?\s*$"
+)
 _EN_VALUES = (
-    re.compile(r"(?:should be|should read|is actually|change it to|meant)[:\s]+(.+?)[.!]?\s*$", re.I),
+    re.compile(
+        r"(?:should be|should read|is actually|change it to|meant)[:\s]+(.+?)[.!]?\s*$", re.I
+    ),
     re.compile(r"(?:is|was|to)[:\s]+(.+?)[.!]?\s*$", re.I),
 )
 

@@ -16,7 +16,10 @@ TEXTS: Dict[str, Dict[str, str]] = {
         "zh": "感谢您的来访，再见。如需帮助，随时可以再来。",
         "en": "Thank you for getting in touch. Goodbye, and come back any time.",
     },
-    "acknowledge": {"zh": "好的。还有什么可以帮您？", "en": "All right. Is there anything else I can do?"},
+    "acknowledge": {
+        "zh": "好的。还有什么可以帮您？",
+        "en": "All right. Is there anything else I can do?",
+    },
     "nothing_to_cancel": {
         "zh": "好的，目前没有正在办理的事项。还有什么可以帮您？",
         "en": "All right, nothing is in progress. Anything else I can do?",
@@ -38,21 +41,21 @@ TEXTS: Dict[str, Dict[str, str]] = {
     "intake_start_report": {
         "zh": "好的，我来帮您登记举报。接下来会逐项询问，您可以随时说“跳过”（选填项）、"
         "更正之前的回答（如“单位说错了，是县财政局”）或说“取消”。请勿在描述中填写您自己的身份信息。",
-        "en": "All right, I'll take your report step by step. At any point you can say \"skip\" "
-        "(for optional questions), correct an earlier answer (e.g. \"the unit should be County "
-        "Finance Bureau\") or say \"cancel\". Please don't put your own identity in the description.",
+        "en": 'All right, I\'ll take your report step by step. At any point you can say "skip" '
+        '(for optional questions), correct an earlier answer (e.g. "the unit should be County '
+        'Finance Bureau") or say "cancel". Please don\'t put your own identity in the description.',
     },
     "intake_start_complaint": {
         "zh": "好的，我来帮您登记控告。您可以随时说“取消”。",
-        "en": "All right, I'll take your complaint. You can say \"cancel\" at any point.",
+        "en": 'All right, I\'ll take your complaint. You can say "cancel" at any point.',
     },
     "intake_start_appeal": {
         "zh": "好的，我来帮您登记申诉。您可以随时说“取消”。",
-        "en": "All right, I'll take your appeal. You can say \"cancel\" at any point.",
+        "en": 'All right, I\'ll take your appeal. You can say "cancel" at any point.',
     },
     "intake_start_compensation": {
         "zh": "好的，我来帮您登记国家赔偿申请。您可以随时说“取消”。",
-        "en": "All right, I'll take your state compensation claim. You can say \"cancel\" at any point.",
+        "en": 'All right, I\'ll take your state compensation claim. You can say "cancel" at any point.',
     },
     "ask_person": {
         "zh": "请问被举报人的姓名是？如不清楚，可以说“不知道”。",
@@ -64,7 +67,7 @@ TEXTS: Dict[str, Dict[str, str]] = {
     },
     "ask_position": {
         "zh": "他/她担任什么职务？（选填，可说“跳过”）",
-        "en": "What is their position? (optional: you can say \"skip\")",
+        "en": 'What is their position? (optional: you can say "skip")',
     },
     "ask_details_report": {
         "zh": "请描述具体问题：发生了什么事？（例如：收受贿赂、挪用公款、滥用职权的具体情况）",
@@ -86,11 +89,11 @@ TEXTS: Dict[str, Dict[str, str]] = {
     },
     "ask_when": {
         "zh": "这件事大概发生在什么时间？（选填，可说“跳过”）",
-        "en": "Roughly when did this happen? (optional: you can say \"skip\")",
+        "en": 'Roughly when did this happen? (optional: you can say "skip")',
     },
     "ask_place": {
         "zh": "发生在什么地点？（选填，可说“跳过”）",
-        "en": "Where did it happen? (optional: you can say \"skip\")",
+        "en": 'Where did it happen? (optional: you can say "skip")',
     },
     "ask_evidence": {
         "zh": "您掌握哪些证据或线索？请简要描述（如转账记录、照片、证人），不必上传原件。（选填）",
@@ -114,7 +117,7 @@ TEXTS: Dict[str, Dict[str, str]] = {
     },
     "ask_reporter_id": {
         "zh": "请提供您的身份证号码（选填，可说“跳过”）。",
-        "en": "Please give your national ID number (optional: you can say \"skip\").",
+        "en": 'Please give your national ID number (optional: you can say "skip").',
     },
     "confirm_intro": {
         "zh": "请核对您提供的信息：",
@@ -122,13 +125,13 @@ TEXTS: Dict[str, Dict[str, str]] = {
     },
     "confirm_outro": {
         "zh": "确认无误请回复“确认”；需要修改请直接说明，例如“单位应为县财政局”；不想继续可说“取消”。",
-        "en": "Reply \"confirm\" if this is right. To change something just say so, e.g. \"the unit "
-        "should be County Finance Bureau\". Say \"cancel\" to stop.",
+        "en": 'Reply "confirm" if this is right. To change something just say so, e.g. "the unit '
+        'should be County Finance Bureau". Say "cancel" to stop.',
     },
     "confirm_which": {
         "zh": "请直接告诉我需要修改的内容，例如“时间应该是去年三月”或“单位说错了，是县财政局”。",
-        "en": "Just tell me what to change, e.g. \"the date should be last March\" or \"the unit "
-        "should be County Finance Bureau\".",
+        "en": 'Just tell me what to change, e.g. "the date should be last March" or "the unit '
+        'should be County Finance Bureau".',
     },
     "corrected": {"zh": "已更正：{label} → {value}", "en": "Corrected: {label} → {value}"},
     "resume_form": {"zh": "我们继续刚才的登记。", "en": "Let's carry on where we were."},
@@ -170,19 +173,19 @@ TEXTS: Dict[str, Dict[str, str]] = {
     },
     "err_id_number": {
         "zh": "身份证号码格式或校验位不对，请核对，或说“跳过”。",
-        "en": "That ID number doesn't check out. Please check it, or say \"skip\".",
+        "en": 'That ID number doesn\'t check out. Please check it, or say "skip".',
     },
     "err_anonymous": {
         "zh": "请回答“实名”或“匿名”。",
-        "en": "Please answer \"named\" or \"anonymous\".",
+        "en": 'Please answer "named" or "anonymous".',
     },
     "err_confirm": {
         "zh": "请回复“确认”提交，或告诉我需要修改的内容，或说“取消”。",
-        "en": "Please reply \"confirm\" to submit, tell me what to change, or say \"cancel\".",
+        "en": 'Please reply "confirm" to submit, tell me what to change, or say "cancel".',
     },
     "retry_hint": {
         "zh": "（如需帮助，可以说“转人工”）",
-        "en": "(Say \"agent\" if you'd like help from a person.)",
+        "en": '(Say "agent" if you\'d like help from a person.)',
     },
     # case status
     "status_start": {

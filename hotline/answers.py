@@ -33,7 +33,9 @@ class KnowledgeAnswers:
     def __init__(self, index: KnowledgeIndex) -> None:
         self.index = index
 
-    def answer(self, query: str, lang: Lang, mode: str = "consult", topic: str | None = None) -> Answer:
+    def answer(
+        self, query: str, lang: Lang, mode: str = "consult", topic: str | None = None
+    ) -> Answer:
         """Answer ``query``; ``mode`` is consult, fallback (NLU unsure) or a named topic."""
         if topic:
             article = self.index.get(lang, topic)

@@ -6,7 +6,6 @@ The hub is Rasa's only client. ``BotUnavailable`` covers every way Rasa can fail
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 import aiohttp
@@ -25,7 +24,9 @@ class Bot(Protocol):
 
 
 class RasaClient:
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str, timeout: float) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, token: str, timeout: float
+    ) -> None:
         self._session = session
         self._url = url
         self._token = token
@@ -46,7 +47,7 @@ class RasaClient:
                 if resp.status != 200:
                     raise BotUnavailable(f"rasa answered HTTP {resp.status}")
                 data = await resp.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise BotUnavailable(type(exc).__name__) from exc
         if not isinstance(data, list):
             raise BotUnavailable("rasa answered with something other than a list")
@@ -56,13 +57,14 @@ class RasaClient:
         """Rasa is healthy when its API answers and a model is loaded."""
         try:
             async with self._session.get(
-                f"{self._url}/status", params={"token": self._token},
+                f"{self._url}/status",
+                params={"token": self._token},
                 timeout=aiohttp.ClientTimeout(total=2),
             ) as resp:
                 if resp.status != 200:
                     return False, f"HTTP {resp.status}"
                 data = await resp.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             return False, type(exc).__name__
         model = data.get("model_file") if isinstance(data, dict) else None
         return (True, str(model)) if model else (False, "no model loaded")
@@ -72,5 +74,5 @@ async def actions_healthy(session: aiohttp.ClientSession, url: str) -> tuple[boo
     try:
         async with session.get(f"{url}/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
             return resp.status == 200, f"HTTP {resp.status}"
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return False, type(exc).__name__

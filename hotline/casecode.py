@@ -35,12 +35,7 @@ def damm_digit(digits: str) -> int:
 
 def is_valid_code(code: str) -> bool:
     """True if ``code`` has the right length, only digits and a correct check digit."""
-    return (
-        len(code) == CODE_LENGTH
-        and code.isascii()
-        and code.isdigit()
-        and damm_digit(code) == 0
-    )
+    return len(code) == CODE_LENGTH and code.isascii() and code.isdigit() and damm_digit(code) == 0
 
 
 def new_code() -> str:

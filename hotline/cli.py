@@ -49,8 +49,9 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
             model = await asyncio.to_thread(train, settings)
             children = rasa_children(settings, model, logs)
             for child in children:
-                print(f"[run] starting {child.name} (log: {logs / (child.name + '.log')})",
-                      flush=True)
+                print(
+                    f"[run] starting {child.name} (log: {logs / (child.name + '.log')})", flush=True
+                )
                 child.start()
         print("[run] starting hub, migrating database", flush=True)
         await _migrate(settings)

@@ -68,13 +68,17 @@ class ConversationStore:
     async def history(self, conversation_id: str, limit: int = 200) -> Sequence[Message]:
         async with self.sessions() as session:
             rows = (
-                await session.execute(
-                    select(Message)
-                    .where(Message.conversation_id == conversation_id)
-                    .order_by(Message.id.desc())
-                    .limit(limit)
+                (
+                    await session.execute(
+                        select(Message)
+                        .where(Message.conversation_id == conversation_id)
+                        .order_by(Message.id.desc())
+                        .limit(limit)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         return list(reversed(rows))
 
     async def set_language(self, conversation_id: str, lang: Lang) -> None:

@@ -298,7 +298,7 @@ class Hub:
     async def _cmd_create_ticket(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
         lang = self._lang(conversation)
         try:
-            kind = TicketKind(cmd.get("kind"))
+            kind = TicketKind(str(cmd.get("kind")))
             fields = cmd.get("fields")
             if not isinstance(fields, dict):
                 raise ValueError("fields must be an object")

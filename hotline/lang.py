@@ -25,4 +25,4 @@ def detect(text: str, fallback: Lang) -> Lang:
 
 
 def parse(value: object) -> Lang | None:
-    return value if value in LANGS else None  # type: ignore[return-value]
+    return value if value in LANGS else None

@@ -93,14 +93,18 @@ def write_endpoints(settings: Settings) -> tuple[Path, Path]:
 def rasa_children(settings: Settings, model: Path, logs: Path | None = None) -> list[Child]:
     endpoints, credentials = write_endpoints(settings)
     venv = settings.rasa_venv / "bin"
-    rasa_log = open(logs / "rasa.log", "ab") if logs else None  # noqa: SIM115
-    actions_log = open(logs / "actions.log", "ab") if logs else None  # noqa: SIM115
+    rasa_log = open(logs / "rasa.log", "ab") if logs else None
+    actions_log = open(logs / "actions.log", "ab") if logs else None
     actions = Child(
         "actions",
         [
-            str(venv / "python"), "-m", "rasa_sdk",
-            "--actions", "bots.actions",
-            "--port", str(_port(settings.actions_url)),
+            str(venv / "python"),
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "bots.actions",
+            "--port",
+            str(_port(settings.actions_url)),
         ],
         f"{settings.actions_url}/health",
         actions_log,
@@ -108,15 +112,23 @@ def rasa_children(settings: Settings, model: Path, logs: Path | None = None) -> 
     rasa = Child(
         "rasa",
         [
-            str(venv / "rasa"), "run",
+            str(venv / "rasa"),
+            "run",
             "--enable-api",
-            "-i", urlsplit(settings.rasa_url).hostname or "127.0.0.1",
-            "-p", str(_port(settings.rasa_url)),
-            "--auth-token", settings.rasa_token,
-            "-m", str(model),
-            "--endpoints", str(endpoints),
-            "--credentials", str(credentials),
-            "--cors", "",  # no browser talks to Rasa directly
+            "-i",
+            urlsplit(settings.rasa_url).hostname or "127.0.0.1",
+            "-p",
+            str(_port(settings.rasa_url)),
+            "--auth-token",
+            settings.rasa_token,
+            "-m",
+            str(model),
+            "--endpoints",
+            str(endpoints),
+            "--credentials",
+            str(credentials),
+            "--cors",
+            "",  # no browser talks to Rasa directly
         ],
         f"{settings.rasa_url}/status?token={settings.rasa_token}",
         rasa_log,
@@ -135,14 +147,19 @@ async def wait_ready(children: list[Child], timeout: float = READY_TIMEOUT) -> N
                 if child.proc is not None and child.proc.poll() is not None:
                     raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}")
                 try:
-                    async with http.get(child.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    async with http.get(
+                        child.ready_url, timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
                         if r.status == 200:
                             body = await r.text()
                             if child.name != "rasa" or "model_file" in body:
                                 pending.remove(child)
-                                print(f"[run] {child.name} ready after "
-                                      f"{time.monotonic() - started:.0f}s", flush=True)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                                print(
+                                    f"[run] {child.name} ready after "
+                                    f"{time.monotonic() - started:.0f}s",
+                                    flush=True,
+                                )
+                except (TimeoutError, aiohttp.ClientError):
                     pass
             if time.monotonic() > deadline:
                 names = ", ".join(c.name for c in pending)

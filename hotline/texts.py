@@ -29,7 +29,7 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "Write both down and keep them safe: the PIN will not be shown again. You will get a "
         "procedural reply by {reply_due} (within 7 working days) and news of progress or the "
         "result by {result_due} (within 3 months).\n"
-        "To check progress, say \"check my case\" and give the case code and PIN; on the phone "
+        'To check progress, say "check my case" and give the case code and PIN; on the phone '
         "you can key them in.",
     },
     "ticket_failed": {

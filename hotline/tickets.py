@@ -37,9 +37,7 @@ CHINA = ZoneInfo("Asia/Shanghai")
 
 # Fields the intake may send; anything else is dropped so a crafted payload can't
 # smuggle data (an identity, say) into the ticket text.
-TICKET_FIELDS = frozenset(
-    {"person", "unit", "position", "details", "time", "place", "evidence"}
-)
+TICKET_FIELDS = frozenset({"person", "unit", "position", "details", "time", "place", "evidence"})
 _MAX_FIELD = 4000
 
 
@@ -127,8 +125,15 @@ class TicketService:
                 except IntegrityError:  # case code collision: draw another
                     await session.rollback()
                     continue
-                record(session, "bot", "ticket.create", "ticket", ticket.id, kind=kind.value,
-                       named=identity is not None)
+                record(
+                    session,
+                    "bot",
+                    "ticket.create",
+                    "ticket",
+                    ticket.id,
+                    kind=kind.value,
+                    named=identity is not None,
+                )
                 await session.commit()
                 log.info("ticket created", extra={"ticket_id": ticket.id, "kind": kind.value})
                 return NewCase(ticket.id, code, pin, reply_due, result_due)
@@ -156,8 +161,14 @@ class TicketService:
             if ticket is not None and ok:
                 for t in throttles:
                     t.failures, t.locked_until = 0, None
-                record(session, "citizen", "ticket.status_lookup", "ticket", ticket.id,
-                       conversation=conversation_id)
+                record(
+                    session,
+                    "citizen",
+                    "ticket.status_lookup",
+                    "ticket",
+                    ticket.id,
+                    conversation=conversation_id,
+                )
                 await session.commit()
                 return Lookup(LookupOutcome.FOUND, ticket=ticket)
             left = MAX_FAILURES
@@ -171,8 +182,9 @@ class TicketService:
                     t.failures, t.locked_until = 0, now + LOCK_FOR
                     lock_until = t.locked_until
                 left = min(left, MAX_FAILURES - t.failures)
-            record(session, "citizen", "ticket.status_lookup_failed", "conversation",
-                   conversation_id)
+            record(
+                session, "citizen", "ticket.status_lookup_failed", "conversation", conversation_id
+            )
             await session.commit()
             if lock_until is not None:
                 return Lookup(LookupOutcome.LOCKED, locked_until=lock_until)
@@ -197,7 +209,13 @@ PUBLIC_STATUS: dict[str, dict[str, str]] = {
     TicketStatus.RECEIVED: {"zh": "已登记，等待审查", "en": "registered, awaiting review"},
     TicketStatus.UNDER_REVIEW: {"zh": "正在审查", "en": "under review"},
     TicketStatus.ACCEPTED: {"zh": "已受理，正在办理", "en": "accepted and being handled"},
-    TicketStatus.TRANSFERRED: {"zh": "已移送有管辖权的机关办理", "en": "transferred to the competent authority"},
-    TicketStatus.NOT_ACCEPTED: {"zh": "不予受理（将书面告知理由）", "en": "not accepted (the reasons will be given in writing)"},
+    TicketStatus.TRANSFERRED: {
+        "zh": "已移送有管辖权的机关办理",
+        "en": "transferred to the competent authority",
+    },
+    TicketStatus.NOT_ACCEPTED: {
+        "zh": "不予受理（将书面告知理由）",
+        "en": "not accepted (the reasons will be given in writing)",
+    },
     TicketStatus.CONCLUDED: {"zh": "已办结", "en": "concluded"},
 }

@@ -49,12 +49,18 @@ def train(settings: Settings, *, force: bool = False) -> Path:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     print(f"[train] training {target.name} (about a minute; progress follows)", flush=True)
     cmd = [
-        str(rasa), "train",
-        "--config", str(NLU_DIR / "config.yml"),
-        "--domain", str(NLU_DIR / "domain.yml"),
-        "--data", str(NLU_DIR / "data"),
-        "--out", str(settings.models_dir),
-        "--fixed-model-name", target.name.removesuffix(".tar.gz"),
+        str(rasa),
+        "train",
+        "--config",
+        str(NLU_DIR / "config.yml"),
+        "--domain",
+        str(NLU_DIR / "domain.yml"),
+        "--data",
+        str(NLU_DIR / "data"),
+        "--out",
+        str(settings.models_dir),
+        "--fixed-model-name",
+        target.name.removesuffix(".tar.gz"),
     ]
     if force:
         cmd.append("--force")

@@ -29,9 +29,21 @@ log = logging.getLogger(__name__)
 # Intents a button may carry; typed text never becomes an intent payload.
 BUTTON_INTENTS = frozenset(
     {
-        "greet", "goodbye", "affirm", "deny", "report_crime", "file_complaint", "appeal",
-        "state_compensation", "case_status", "legal_consult", "lawyer_appointment",
-        "request_human", "out_of_scope", "cancel", "skip",
+        "greet",
+        "goodbye",
+        "affirm",
+        "deny",
+        "report_crime",
+        "file_complaint",
+        "appeal",
+        "state_compensation",
+        "case_status",
+        "legal_consult",
+        "lawyer_appointment",
+        "request_human",
+        "out_of_scope",
+        "cancel",
+        "skip",
     }
 )
 

@@ -105,7 +105,9 @@ class KnowledgeIndex:
             idf = self._idf.get(term, self._max_idf)  # unseen terms still count as missed
             total_idf += idf
             for doc, tf in self._postings.get(term, ()):
-                norm = tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * self._lengths[doc] / self._avg_len))
+                norm = (
+                    tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * self._lengths[doc] / self._avg_len))
+                )
                 scores[doc] += idf * norm
                 matched[doc] += idf
         ranked = heapq.nlargest(

@@ -56,24 +56,54 @@ class PostgresCluster:
     def start(self) -> None:
         bin_dir = _pg_bin()
         data = self.dir / "data"
-        self._run(str(bin_dir / "initdb"), "-D", str(data), "-U", "hotline", "--auth=trust",
-                  "-E", "UTF8", "--locale=C.UTF-8")
         self._run(
-            str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.dir / "log"),
-            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "hotline",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+        self._run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start",
         )
 
     def stop(self) -> None:
-        self._run(str(_pg_bin() / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        self._run(
+            str(_pg_bin() / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop"
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def create_database(self) -> str:
         name = "t_" + uuid.uuid4().hex[:12]
         subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "hotline", "-d", "postgres",
-             "-q", "-c", f"CREATE DATABASE {name}"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "hotline",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                f"CREATE DATABASE {name}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         return f"postgresql+asyncpg://hotline@127.0.0.1:{self.port}/{name}"
 

@@ -7,7 +7,6 @@ PostgreSQL. Rasa and the action server are real processes (``rasa_stack``).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -100,7 +99,9 @@ async def test_reply_language_follows_latest_message(hub: TestServer) -> None:
     await client.close()
 
 
-async def file_report(client: ChatClient, steps: list[str | tuple[str, str]]) -> list[dict[str, Any]]:
+async def file_report(
+    client: ChatClient, steps: list[str | tuple[str, str]]
+) -> list[dict[str, Any]]:
     replies: list[dict[str, Any]] = []
     for step in steps:
         if isinstance(step, tuple):
@@ -114,7 +115,9 @@ CASE = re.compile(r"(?:案件编号|Case code)[:：]\s*(\d{12})")
 PIN = re.compile(r"(?:查询密码|PIN)[:：]\s*(\d{6})")
 
 
-async def test_named_report_with_correction_and_question(hub: TestServer, settings: Settings) -> None:
+async def test_named_report_with_correction_and_question(
+    hub: TestServer, settings: Settings
+) -> None:
     client = await chat(hub, "zh")
     start = await client.say("我要举报县财政局的局长受贿")
     assert "被举报人的姓名" in texts(start)
@@ -151,12 +154,16 @@ async def test_named_report_with_correction_and_question(hub: TestServer, settin
     [identity] = await db_rows(settings, ReporterIdentity, id=ticket.identity_id)
     engine = make_engine(settings.database_url)
     async with sessionmaker(engine)() as session:
-        revealed = await IdentityVault(SECRET).reveal(session, identity.id, actor="test", reason="check")
+        revealed = await IdentityVault(SECRET).reveal(
+            session, identity.id, actor="test", reason="check"
+        )
         await session.commit()
     await engine.dispose()
     assert (revealed.name, revealed.phone) == ("李四", "13800138000")
     # The transcript holds neither the identity nor the PIN in clear.
-    stored = [m.text for m in await db_rows(settings, Message, conversation_id=client.conversation_id)]
+    stored = [
+        m.text for m in await db_rows(settings, Message, conversation_id=client.conversation_id)
+    ]
     joined = "\n".join(stored)
     assert "李四" not in joined and "13800138000" not in joined and pin not in joined
     assert code in joined and "******" in joined
@@ -216,7 +223,9 @@ async def test_complaint_short_form(hub: TestServer, settings: Settings) -> None
     await client.close()
 
 
-async def test_reasks_are_capped_then_a_person_takes_over(hub: TestServer, settings: Settings) -> None:
+async def test_reasks_are_capped_then_a_person_takes_over(
+    hub: TestServer, settings: Settings
+) -> None:
     client = await chat(hub, "zh")
     await client.say("我要申请国家赔偿")
     await client.say("我在2019年被错误逮捕，关押了一年后检察院决定不起诉")
@@ -233,7 +242,9 @@ async def test_reasks_are_capped_then_a_person_takes_over(hub: TestServer, setti
     await client.close()
 
 
-async def test_request_human_marks_the_conversation_queued(hub: TestServer, settings: Settings) -> None:
+async def test_request_human_marks_the_conversation_queued(
+    hub: TestServer, settings: Settings
+) -> None:
     client = await chat(hub, "zh")
     await client.say("我要找人工客服")
     assert {"type": "state", "state": "queued"} in client.frames
@@ -245,7 +256,16 @@ async def test_request_human_marks_the_conversation_queued(hub: TestServer, sett
 async def test_case_status_wrong_pin_and_lockout(hub: TestServer, settings: Settings) -> None:
     client = await chat(hub, "zh")
     await client.say("我要举报")
-    for answer in ("钱八", "县水利局", "跳过", "他挪用防汛资金五十万元用于个人炒股", "跳过", "跳过", "跳过", "匿名"):
+    for answer in (
+        "钱八",
+        "县水利局",
+        "跳过",
+        "他挪用防汛资金五十万元用于个人炒股",
+        "跳过",
+        "跳过",
+        "跳过",
+        "匿名",
+    ):
         await client.say(answer)
     done = texts(await client.say("确认"))
     code, pin = CASE.search(done).group(1), PIN.search(done).group(1)  # type: ignore[union-attr]
@@ -282,8 +302,9 @@ async def test_slow_rasa_times_out_without_losing_the_message(settings: Settings
         assert "can't answer right now" in texts(replies)
         [conversation] = await db_rows(settings, Conversation, id=client.conversation_id)
         assert conversation.state == "queued"
-        [message] = await db_rows(settings, Message, conversation_id=client.conversation_id,
-                                  author="citizen")
+        [message] = await db_rows(
+            settings, Message, conversation_id=client.conversation_id, author="citizen"
+        )
         assert message.text == "I want to report a bribe"
         await client.close()
     finally:
@@ -295,9 +316,16 @@ async def test_hub_restart_loses_nothing(settings: Settings) -> None:
     await server.start_server()
     client = await chat(server, "en")
     await client.say("I want to report an official for embezzlement")
-    for answer in ("don't know", "Harbor Authority", "skip",
-                   "He moved port maintenance funds into his brother's company", "skip", "skip",
-                   "skip", "anonymous"):
+    for answer in (
+        "don't know",
+        "Harbor Authority",
+        "skip",
+        "He moved port maintenance funds into his brother's company",
+        "skip",
+        "skip",
+        "skip",
+        "anonymous",
+    ):
         await client.say(answer)
     done = texts(await client.say("confirm"))
     code, pin = CASE.search(done).group(1), PIN.search(done).group(1)  # type: ignore[union-attr]

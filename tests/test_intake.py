@@ -13,7 +13,10 @@ from bots import intake
         ("单位说错了，是县财政局", ("unit", "县财政局")),
         ("时间写错了，应该是去年三月", ("when", "去年三月")),
         ("电话不对，应为13800138000", ("reporter_phone", "13800138000")),
-        ("Sorry, the organization should be County Finance Bureau", ("unit", "County Finance Bureau")),
+        (
+            "Sorry, the organization should be County Finance Bureau",
+            ("unit", "County Finance Bureau"),
+        ),
         ("the place is wrong, it should be Harbin", ("place", "Harbin")),
         ("他收受了二十万元", None),
         ("局长", None),
@@ -53,7 +56,10 @@ def test_validation(slot: str, text: str, value: str | None, error: str | None) 
 def test_plan_asks_identity_only_when_named() -> None:
     assert "reporter_name" not in intake.plan("report", {"anonymous": "anonymous"})
     assert intake.plan("report", {"anonymous": "named"})[-4:] == [
-        "reporter_name", "reporter_phone", "reporter_id", "confirm",
+        "reporter_name",
+        "reporter_phone",
+        "reporter_id",
+        "confirm",
     ]
     assert intake.plan("complaint", {})[0] == "details"
 
@@ -62,14 +68,18 @@ def test_retries_are_capped_with_a_handoff() -> None:
     retries = 0
     outcomes = []
     for _ in range(3):
-        turn = intake.step("report", "reporter_phone", {}, "abc", "out_of_scope", 0.9, retries, "zh")
+        turn = intake.step(
+            "report", "reporter_phone", {}, "abc", "out_of_scope", 0.9, retries, "zh"
+        )
         retries = turn.retries
         outcomes.append(turn.outcome)
     assert outcomes == [None, None, "handoff"]
 
 
 def test_question_mid_form_does_not_fill_the_slot() -> None:
-    turn = intake.step("report", "unit", {}, "举报人的身份会保密吗？", "legal_consult", 0.95, 0, "zh")
+    turn = intake.step(
+        "report", "unit", {}, "举报人的身份会保密吗？", "legal_consult", 0.95, 0, "zh"
+    )
     assert turn.ask_kb and not turn.slots and turn.outcome is None
 
 

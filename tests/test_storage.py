@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.conversations import ConversationStore
 from hotline.store.db import make_engine, migrate, sessionmaker
-from hotline.store.models import AuditLog, LookupThrottle, Message, ReporterIdentity, Ticket, TicketKind
+from hotline.store.models import (
+    AuditLog,
+    LookupThrottle,
+    Message,
+    ReporterIdentity,
+    Ticket,
+    TicketKind,
+)
 from hotline.tickets import LookupOutcome, TicketService
 from hotline.vault import Identity, IdentityVault
 from tests.conftest import SECRET
@@ -37,9 +44,13 @@ async def test_conversation_resume_and_history(sessions: async_sessionmaker[Asyn
     assert (await store.resume(token)).id == conversation.id  # type: ignore[union-attr]
     assert await store.resume("x" * 43) is None
     async with sessions() as session:
-        first = Message(conversation_id=conversation.id, author="citizen", text="你好", client_id="c1")
+        first = Message(
+            conversation_id=conversation.id, author="citizen", text="你好", client_id="c1"
+        )
         assert await store.add_message(session, first) is not None
-        again = Message(conversation_id=conversation.id, author="citizen", text="你好", client_id="c1")
+        again = Message(
+            conversation_id=conversation.id, author="citizen", text="你好", client_id="c1"
+        )
         assert await store.add_message(session, again) is None  # same client id: stored once
         await session.commit()
     history = await store.history(conversation.id)
@@ -56,7 +67,12 @@ async def test_ticket_keeps_identity_apart_and_encrypted(
     identity = Identity("金丝雀", "13912345678", "11010519491231002X")
     case = await tickets.create(
         kind=TicketKind.REPORT,
-        fields={"unit": "县财政局", "details": "收受贿赂", "name": "金丝雀", "phone": "13912345678"},
+        fields={
+            "unit": "县财政局",
+            "details": "收受贿赂",
+            "name": "金丝雀",
+            "phone": "13912345678",
+        },
         identity=identity,
         conversation_id=None,
         channel="webchat",
@@ -88,8 +104,12 @@ async def test_status_lookup_and_lockout(
     sessions: async_sessionmaker[AsyncSession], tickets: TicketService
 ) -> None:
     case = await tickets.create(
-        kind=TicketKind.COMPLAINT, fields={"details": "x"}, identity=None,
-        conversation_id=None, channel="webchat", language="en",
+        kind=TicketKind.COMPLAINT,
+        fields={"details": "x"},
+        identity=None,
+        conversation_id=None,
+        channel="webchat",
+        language="en",
     )
     found = await tickets.lookup(case.case_code, case.pin, "conv-a")
     assert found.outcome is LookupOutcome.FOUND and found.ticket is not None
@@ -100,22 +120,32 @@ async def test_status_lookup_and_lockout(
     assert [o.attempts_left for o in outcomes[:4]] == [4, 3, 2, 1]
     assert outcomes[4].outcome is LookupOutcome.LOCKED
     # Locked per case code: even the right PIN is refused for now, from any conversation.
-    assert (await tickets.lookup(case.case_code, case.pin, "conv-new")).outcome is LookupOutcome.LOCKED
+    assert (
+        await tickets.lookup(case.case_code, case.pin, "conv-new")
+    ).outcome is LookupOutcome.LOCKED
     # After 15 minutes the lock lifts.
     async with sessions() as session:
         for row in (await session.execute(select(LookupThrottle))).scalars():
             if row.locked_until:
                 row.locked_until = row.locked_until - dt.timedelta(minutes=16)
         await session.commit()
-    assert (await tickets.lookup(case.case_code, case.pin, "conv-new")).outcome is LookupOutcome.FOUND
+    assert (
+        await tickets.lookup(case.case_code, case.pin, "conv-new")
+    ).outcome is LookupOutcome.FOUND
 
 
 async def test_unknown_code_looks_like_a_wrong_pin(tickets: TicketService) -> None:
     case = await tickets.create(
-        kind=TicketKind.APPEAL, fields={}, identity=None,
-        conversation_id=None, channel="webchat", language="zh",
+        kind=TicketKind.APPEAL,
+        fields={},
+        identity=None,
+        conversation_id=None,
+        channel="webchat",
+        language="zh",
     )
-    real = await tickets.lookup(case.case_code, "999999" if case.pin != "999999" else "888888", "c1")
+    real = await tickets.lookup(
+        case.case_code, "999999" if case.pin != "999999" else "888888", "c1"
+    )
     fake = await tickets.lookup("100000000009", "123456", "c2")
     assert real.outcome is fake.outcome is LookupOutcome.NO_MATCH
     assert real.attempts_left == fake.attempts_left

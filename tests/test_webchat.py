@@ -50,16 +50,24 @@ async def _rows(settings: Settings, conversation_id: str) -> tuple[Conversation,
     async with sessionmaker(engine)() as session:
         conversation = await session.get(Conversation, conversation_id)
         messages = (
-            await session.execute(
-                select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+            (
+                await session.execute(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .order_by(Message.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     await engine.dispose()
     assert conversation is not None
     return conversation, list(messages)
 
 
-async def test_rasa_down_keeps_the_message_and_queues(client: ChatClient, no_rasa: Settings) -> None:
+async def test_rasa_down_keeps_the_message_and_queues(
+    client: ChatClient, no_rasa: Settings
+) -> None:
     replies = await client.say("我要举报县长受贿")
     assert replies[-1]["from"] == "system"
     assert "暂时无法回复" in replies[-1]["text"]
@@ -83,7 +91,7 @@ async def test_resend_after_reconnect_is_stored_once(client: ChatClient, no_rasa
     assert welcome["resumed"] is True and welcome["conversation_id"] == client.conversation_id
     history = await again.recv()
     assert history["type"] == "history"
-    assert [m["text"] for m in history["messages"]][0] == "第一条消息"
+    assert next(m["text"] for m in history["messages"]) == "第一条消息"
     assert history["messages"][0]["id"] == msg_id
     await again.send("第一条消息", msg_id=msg_id)
     ack = await again.recv()
@@ -109,8 +117,10 @@ async def test_unknown_resume_token_starts_fresh(server: TestServer) -> None:
         ('{"type": "message", "id": "x", "text": "hi"}', "bad_id"),
         ('{"type": "message", "id": "abcdefgh-1", "text": 5}', "bad_text"),
         ('{"type": "message", "id": "abcdefgh-2", "text": "   "}', "empty_text"),
-        ('{"type": "message", "id": "abcdefgh-3", "text": "hi", "payload": "/x{\\"a\\":1}"}',
-         "bad_payload"),
+        (
+            '{"type": "message", "id": "abcdefgh-3", "text": "hi", "payload": "/x{\\"a\\":1}"}',
+            "bad_payload",
+        ),
         ('{"type": "lang", "lang": "fr"}', "bad_lang"),
     ],
 )
@@ -139,7 +149,9 @@ async def test_binary_frame_is_refused(client: ChatClient) -> None:
     assert (await client.recv())["code"] == "bad_frame"
 
 
-async def test_text_over_the_limit_is_refused_with_its_id(client: ChatClient, no_rasa: Settings) -> None:
+async def test_text_over_the_limit_is_refused_with_its_id(
+    client: ChatClient, no_rasa: Settings
+) -> None:
     msg_id = str(uuid.uuid4())
     await client.send("长" * (no_rasa.max_text_chars + 1), msg_id=msg_id)
     error = await client.recv()
@@ -150,13 +162,22 @@ async def test_text_over_the_limit_is_refused_with_its_id(client: ChatClient, no
     assert replies
 
 
-async def test_oversize_frame_closes_only_that_socket(server: TestServer, no_rasa: Settings) -> None:
+async def test_oversize_frame_closes_only_that_socket(
+    server: TestServer, no_rasa: Settings
+) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(server.make_url("/ws/chat")) as ws:
             await ws.send_json({"type": "hello", "lang": "zh"})
             await ws.receive_json()
-            await ws.send_str(json.dumps({"type": "message", "id": "a" * 8,
-                                          "text": "x" * (no_rasa.ws_max_frame_bytes + 10)}))
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "type": "message",
+                        "id": "a" * 8,
+                        "text": "x" * (no_rasa.ws_max_frame_bytes + 10),
+                    }
+                )
+            )
             closing = await ws.receive()
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
             assert ws.close_code == 1009

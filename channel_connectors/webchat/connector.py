@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from hotline.appkeys import HUB
 from hotline.channels import OutputChannel
 from hotline.config import Settings
-from hotline.appkeys import HUB
 from hotline.hub import Hub, InvalidInput
 from hotline.lang import Lang, parse
 from hotline.messages import Inbound, Outbound
@@ -94,7 +94,11 @@ class WebChatChannel(OutputChannel):
 
     # ------------------------------------------------------------- delivery
     async def deliver(self, message: Outbound) -> None:
-        frame: dict[str, Any] = {"type": "message", "from": message.author.value, "text": message.text}
+        frame: dict[str, Any] = {
+            "type": "message",
+            "from": message.author.value,
+            "text": message.text,
+        }
         if message.buttons:
             frame["buttons"] = [{"title": b.title, "payload": b.payload} for b in message.buttons]
         await self._broadcast(message.conversation_id, frame)
@@ -126,7 +130,9 @@ class WebChatChannel(OutputChannel):
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         if not self._origin_allowed(request):
-            log.warning("websocket origin rejected", extra={"origin": request.headers.get("Origin")})
+            log.warning(
+                "websocket origin rejected", extra={"origin": request.headers.get("Origin")}
+            )
             raise web.HTTPForbidden(text="origin not allowed")
         ws = web.WebSocketResponse(
             max_msg_size=self._settings.ws_max_frame_bytes, heartbeat=30, autoping=True
