@@ -7,7 +7,6 @@ articles (see bench/kb_search.py).
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import re
@@ -16,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jieba
+import numpy as np
 
-from knowledge.articles import Article
+from knowledge.articles import LANGS, Article
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -63,56 +63,83 @@ class Hit:
     coverage: float  # share of the query's IDF mass the article matched, 0..1
 
 
+class _Postings:
+    """One language's inverted index; BM25 weights are computed once, at build time."""
+
+    def __init__(self, articles: list[Article]) -> None:
+        self.articles = articles
+        counts: list[dict[str, float]] = []
+        for article in articles:
+            weighted: dict[str, float] = defaultdict(float)
+            fields = (article.title, " ".join(article.questions), " ".join(article.tags),
+                      article.body)
+            for text, (_name, weight) in zip(fields, _FIELD_WEIGHTS, strict=True):
+                for term in tokenize(text):
+                    weighted[term] += weight
+            counts.append(weighted)
+        n = max(len(articles), 1)
+        lengths = np.array([sum(c.values()) for c in counts] or [1.0], dtype=np.float64)
+        avg = float(lengths.mean()) or 1.0
+        by_term: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for doc, weighted in enumerate(counts):
+            for term, tf in weighted.items():
+                by_term[term].append((doc, tf))
+        self.size = len(articles)
+        self.max_idf = math.log(1 + (n + 0.5) / 0.5)
+        self.idf: dict[str, float] = {}
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term, entries in by_term.items():
+            docs = np.fromiter((d for d, _ in entries), dtype=np.int32, count=len(entries))
+            tfs = np.fromiter((t for _, t in entries), dtype=np.float64, count=len(entries))
+            idf = math.log(1 + (n - len(entries) + 0.5) / (len(entries) + 0.5))
+            norm = tfs * (_K1 + 1) / (tfs + _K1 * (1 - _B + _B * lengths[docs] / avg))
+            self.idf[term] = idf
+            self.postings[term] = (docs, idf * norm)
+
+    def search(self, terms: list[str], limit: int) -> list[Hit]:
+        if not self.size:
+            return []
+        scores = np.zeros(self.size)
+        matched = np.zeros(self.size)
+        total_idf = 0.0
+        for term in terms:
+            total_idf += self.idf.get(term, self.max_idf)  # unseen terms count as missed
+            posting = self.postings.get(term)
+            if posting is not None:
+                docs, weights = posting
+                scores[docs] += weights
+                matched[docs] += self.idf[term]
+        hit_count = int(np.count_nonzero(scores))
+        if not hit_count:
+            return []
+        k = min(limit, hit_count)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [
+            Hit(self.articles[d], float(scores[d]), float(matched[d]) / total_idf) for d in top
+        ]
+
+
 class KnowledgeIndex:
+    """BM25F-style search over all articles, one index per language."""
+
     def __init__(self, articles: Iterable[Article]) -> None:
         self.articles: list[Article] = list(articles)
-        self._postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        self._lengths: list[float] = []
-        for doc, article in enumerate(self.articles):
-            weighted: dict[str, float] = defaultdict(float)
-            fields = {
-                "title": article.title,
-                "questions": " ".join(article.questions),
-                "tags": " ".join(article.tags),
-                "body": article.body,
-            }
-            for name, weight in _FIELD_WEIGHTS:
-                for term in tokenize(fields[name]):
-                    weighted[term] += weight
-            self._lengths.append(sum(weighted.values()))
-            for term, tf in weighted.items():
-                self._postings[term].append((doc, tf))
-        n = max(len(self.articles), 1)
-        self._avg_len = sum(self._lengths) / n if self._lengths else 1.0
-        self._idf = {
-            term: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
-            for term, p in self._postings.items()
+        self._by_lang = {
+            lang: _Postings([a for a in self.articles if a.lang == lang]) for lang in LANGS
         }
-        self._max_idf = math.log(1 + (n + 0.5) / 0.5)
         self._by_key = {(a.lang, a.id): a for a in self.articles}
 
     def get(self, lang: str, article_id: str) -> Article | None:
         return self._by_key.get((lang, article_id))
 
     def search(self, query: str, lang: str | None = None, limit: int = 5) -> list[Hit]:
+        """Ranked articles for ``query``, in ``lang`` or (None) in both languages."""
         terms = list(dict.fromkeys(tokenize(query)))
         if not terms:
             return []
-        scores: dict[int, float] = defaultdict(float)
-        matched: dict[int, float] = defaultdict(float)
-        total_idf = 0.0
-        for term in terms:
-            idf = self._idf.get(term, self._max_idf)  # unseen terms still count as missed
-            total_idf += idf
-            for doc, tf in self._postings.get(term, ()):
-                norm = (
-                    tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * self._lengths[doc] / self._avg_len))
-                )
-                scores[doc] += idf * norm
-                matched[doc] += idf
-        ranked = heapq.nlargest(
-            limit,
-            (d for d in scores if lang is None or self.articles[d].lang == lang),
-            key=scores.__getitem__,
-        )
-        return [Hit(self.articles[d], scores[d], matched[d] / total_idf) for d in ranked]
+        langs = [lang] if lang else list(LANGS)
+        hits = [hit for code in langs if code in self._by_lang
+                for hit in self._by_lang[code].search(terms, limit)]
+        hits.sort(key=lambda h: -h.score)
+        return hits[:limit]
