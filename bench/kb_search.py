@@ -74,7 +74,7 @@ def main() -> None:
         "p95_ms": round(samples[int(len(samples) * 0.95) - 1], 2),
         "max_ms": round(samples[-1], 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}",
+        "machine": f"{platform.machine()}, python {platform.python_version()}",
     }
     if args.json:
         print(json.dumps(result))

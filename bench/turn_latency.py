@@ -57,7 +57,7 @@ def free_port() -> int:
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[max(0, int(round(q * len(ordered))) - 1)]
+    return ordered[max(0, round(q * len(ordered)) - 1)]
 
 
 async def via_hub(base: str) -> list[float]:
@@ -107,9 +107,11 @@ async def run(conversations: int, rounds: int) -> dict[str, object]:
         for child in children:
             child.start()
         await wait_ready(children)
-        hub = subprocess.Popen(
+        hub = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
             [str(ROOT / ".venv/bin/hotline"), "run", "--no-rasa"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = settings.public_origin
         async with aiohttp.ClientSession() as http:
@@ -126,11 +128,11 @@ async def run(conversations: int, rounds: int) -> dict[str, object]:
             hub_samples: list[float] = []
             rasa_samples: list[float] = []
             for _ in range(rounds):
-                for results in await asyncio.gather(*(via_rasa(http, settings.rasa_url)
-                                                      for _ in range(conversations))):
+                for results in await asyncio.gather(
+                    *(via_rasa(http, settings.rasa_url) for _ in range(conversations))
+                ):
                     rasa_samples += results
-                for results in await asyncio.gather(*(via_hub(base)
-                                                      for _ in range(conversations))):
+                for results in await asyncio.gather(*(via_hub(base) for _ in range(conversations))):
                     hub_samples += results
     finally:
         if hub is not None:
@@ -147,7 +149,8 @@ async def run(conversations: int, rounds: int) -> dict[str, object]:
         "hub_p95_ms": round(pct(hub_samples, 0.95), 1),
         "p95_ratio": round(pct(hub_samples, 0.95) / pct(rasa_samples, 0.95), 3),
         "p50_ratio": round(pct(hub_samples, 0.5) / pct(rasa_samples, 0.5), 3),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}",
     }
 
 

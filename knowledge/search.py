@@ -71,8 +71,12 @@ class _Postings:
         counts: list[dict[str, float]] = []
         for article in articles:
             weighted: dict[str, float] = defaultdict(float)
-            fields = (article.title, " ".join(article.questions), " ".join(article.tags),
-                      article.body)
+            fields = (
+                article.title,
+                " ".join(article.questions),
+                " ".join(article.tags),
+                article.body,
+            )
             for text, (_name, weight) in zip(fields, _FIELD_WEIGHTS, strict=True):
                 for term in tokenize(text):
                     weighted[term] += weight
@@ -115,9 +119,7 @@ class _Postings:
         k = min(limit, hit_count)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [
-            Hit(self.articles[d], float(scores[d]), float(matched[d]) / total_idf) for d in top
-        ]
+        return [Hit(self.articles[d], float(scores[d]), float(matched[d]) / total_idf) for d in top]
 
 
 class KnowledgeIndex:
@@ -139,7 +141,11 @@ class KnowledgeIndex:
         if not terms:
             return []
         langs = [lang] if lang else list(LANGS)
-        hits = [hit for code in langs if code in self._by_lang
-                for hit in self._by_lang[code].search(terms, limit)]
+        hits = [
+            hit
+            for code in langs
+            if code in self._by_lang
+            for hit in self._by_lang[code].search(terms, limit)
+        ]
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from hotline.config import Settings
+from hotline.web import create_app
+from tests.conftest import free_port
+
 pytestmark = [pytest.mark.rasa, pytest.mark.browser, pytest.mark.usefixtures("rasa_stack")]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -44,8 +56,16 @@ async def test_citizen_files_a_report_in_mandarin(hub_server: TestServer, browse
 
     await send(page, "我要举报镇政府的干部挪用扶贫资金")
     await expect(page.get_by_test_id("hotline-msg").last).to_contain_text("被举报人")
-    for answer in ("吴十", "东风镇人民政府", "副镇长",
-                   "他把上级下拨的扶贫资金三十万元转到亲戚的公司账户", "今年五月", "跳过", "有银行流水"):
+    answers = (
+        "吴十",
+        "东风镇人民政府",
+        "副镇长",
+        "他把上级下拨的扶贫资金三十万元转到亲戚的公司账户",
+        "今年五月",
+        "跳过",
+        "有银行流水",
+    )
+    for answer in answers:
         await send(page, answer)
     # Choose anonymity with the button, the way a citizen would.
     await page.get_by_test_id("hotline-button").filter(has_text="匿名").click()
@@ -72,3 +92,34 @@ async def test_chat_text_is_escaped(hub_server: TestServer, browser: Browser) ->
     mine = page.get_by_test_id("hotline-msg").and_(page.locator("[data-from=citizen]")).last
     await expect(mine).to_contain_text("<img src=x onerror=window.__pwned=1>")
     assert await page.evaluate("window.__pwned") is None
+
+
+async def test_widget_embeds_in_another_site(settings: Settings, browser: Browser) -> None:
+    """One <script> tag on a partner site; that site's origin is allowed explicitly."""
+    site_port = free_port()
+    site_origin = f"http://127.0.0.1:{site_port}"
+    hub_settings = replace(settings, allowed_origins=(site_origin,))
+    hub = TestServer(create_app(hub_settings), host="127.0.0.1", port=hub_settings.http_port)
+    await hub.start_server()
+    page_html = (
+        "<!doctype html><html><head><style>div{display:none!important}</style></head><body>"
+        "<h1>Partner site</h1>"
+        f'<script src="http://127.0.0.1:{hub_settings.http_port}/widget.js" data-lang="en" '
+        'data-open="true"></script></body></html>'
+    )
+    async def partner_page(_request: web.Request) -> web.Response:
+        return web.Response(text=page_html, content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/", partner_page)
+    site_server = TestServer(site, host="127.0.0.1", port=site_port)
+    await site_server.start_server()
+    try:
+        page = await browser.new_page()
+        await page.goto(site_origin + "/")
+        await expect(page.get_by_test_id("hotline-panel")).to_be_visible()
+        await send(page, "hello")
+        await expect(page.get_by_test_id("hotline-msg").last).to_contain_text("12309")
+    finally:
+        await site_server.close()
+        await hub.close()

@@ -15,9 +15,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from hotline.appkeys import SETTINGS
 from hotline.config import Settings
 from hotline.store.db import make_engine, sessionmaker
 from hotline.store.models import Conversation, Message, ReporterIdentity, Ticket
+from hotline.supervisor import Child, wait_ready
 from hotline.vault import IdentityVault
 from hotline.web import create_app
 from tests.chat import ChatClient, texts
@@ -357,3 +359,30 @@ async def test_healthz_all_green(hub: TestServer) -> None:
             body = await resp.json()
             assert resp.status == 200, body
     assert {c["status"] for c in body["components"].values()} == {"ok"}
+
+
+async def test_form_survives_a_rasa_restart(hub: TestServer, rasa_stack: list[Child]) -> None:
+    """The tracker store is SQL, so a restarted Rasa picks the form up where it was."""
+    client = await chat(hub, "zh")
+    await client.say("我要举报县林业局有人受贿")
+    await client.say("郑十一")
+    asks_position = texts(await client.say("县林业局"))
+    assert "职务" in asks_position
+    rasa = next(c for c in rasa_stack if c.name == "rasa")
+    rasa.stop()
+    down = texts(await client.say("科长"))  # Rasa is down: stored, and the citizen is told
+    assert "暂时无法回复" in down
+    rasa.start()
+    await wait_ready([rasa])
+    # The hub queued the conversation while Rasa was away; a person would take it from
+    # here. Put it back to the bot, as an agent would, to check the dialogue state.
+    engine = make_engine(hub.app[SETTINGS].database_url)
+    async with sessionmaker(engine)() as session:
+        conversation = await session.get(Conversation, client.conversation_id)
+        assert conversation is not None
+        conversation.state = "bot"
+        await session.commit()
+    await engine.dispose()
+    resumed = texts(await client.say("科长"))
+    assert "发生了什么事" in resumed  # the next question of the same form
+    await client.close()

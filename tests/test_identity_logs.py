@@ -24,8 +24,16 @@ async def test_canary_identity_never_logged(
     caplog.set_level(logging.DEBUG)
     client = ChatClient(str(hub_server.make_url("/")), "zh")
     await client.connect()
-    steps = ["我要举报", "孙九", "县税务局", "副局长",
-             "他利用职务便利为企业违规减免税款并收取好处费", "前年", "跳过", "跳过"]
+    steps = [
+        "我要举报",
+        "孙九",
+        "县税务局",
+        "副局长",
+        "他利用职务便利为企业违规减免税款并收取好处费",
+        "前年",
+        "跳过",
+        "跳过",
+    ]
     for step in steps:
         await client.say(step)
     await client.say("实名", payload="/affirm")

@@ -26,9 +26,9 @@ def test_articles_cover_both_languages() -> None:
 
 
 def test_bad_front_matter_names_the_file() -> None:
-    with pytest.raises(ArticleError, match="x.md"):
+    with pytest.raises(ArticleError, match=r"x\.md"):
         parse_article("---\nid: a\nlang: fr\ntitle: t\n---\nbody", "x.md")
-    with pytest.raises(ArticleError, match="y.md"):
+    with pytest.raises(ArticleError, match=r"y\.md"):
         parse_article("no front matter", "y.md")
 
 
@@ -86,8 +86,12 @@ async def test_search_api(api: str) -> None:
         assert body["results"][0]["lang"] == "zh"
         scores = [r["score"] for r in body["results"]]
         assert scores == sorted(scores, reverse=True)
-        for bad in ({"q": ""}, {"q": "x", "lang": "fr"}, {"q": "x", "limit": "0"},
-                    {"q": "x" * 501}):
+        for bad in (
+            {"q": ""},
+            {"q": "x", "lang": "fr"},
+            {"q": "x", "limit": "0"},
+            {"q": "x" * 501},
+        ):
             async with http.get(api, params=bad) as resp:
                 assert resp.status == 400
                 assert "error" in await resp.json()
