@@ -19,6 +19,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
 from hotline.answers import KnowledgeAnswers
 from hotline.bot import Bot, BotUnavailable
 from hotline.channels import ChannelRegistry
@@ -113,6 +115,40 @@ class Hub:
         accepted = await self.accept(inbound)
         self.dispatch(inbound, accepted)
         return accepted
+
+    async def recover(self) -> int:
+        """Answer citizen messages a crash left stored but unanswered; returns how many.
+
+        At-least-once: if the crash came after Rasa saw a message but before its replies
+        were stored, the citizen may get that answer twice, which beats never.
+        """
+        async with self.conversations.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Message, Conversation.language)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(
+                        Message.author == AuthorKind.CITIZEN.value,
+                        Message.handled.is_(False),
+                        Conversation.state == ConversationState.BOT.value,
+                    )
+                    .order_by(Message.id)
+                )
+            ).all()
+        for message, language in rows:
+            text = message.text
+            if message.sealed is not None:
+                text = self._sealer.open(message.sealed, message.conversation_id).decode()
+            inbound = Inbound(
+                message.conversation_id,
+                message.client_id or str(message.id),
+                text,
+                lang=parse(language),
+            )
+            self.dispatch(inbound, Accepted(message.id, duplicate=False))
+        if rows:
+            log.warning("recovering unanswered messages", extra={"count": len(rows)})
+        return len(rows)
 
     async def drain(self) -> None:
         """Wait for all in-flight processing (tests, shutdown)."""

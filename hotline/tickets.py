@@ -140,7 +140,15 @@ class TicketService:
         raise RuntimeError("could not allocate a unique case code")
 
     async def lookup(self, code: str, pin: str, conversation_id: str) -> Lookup:
-        code = code.strip()
+        """Check a code and PIN, counting failures; a lost race on a new throttle row retries."""
+        for _attempt in range(3):
+            try:
+                return await self._lookup(code.strip(), pin, conversation_id)
+            except IntegrityError:
+                continue
+        raise RuntimeError("case status lookup kept conflicting")
+
+    async def _lookup(self, code: str, pin: str, conversation_id: str) -> Lookup:
         keys = ("code:" + hashlib.sha256(code.encode()).hexdigest()[:64], "conv:" + conversation_id)
         now = utcnow()
         async with self._sessions() as session:

@@ -151,6 +151,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
             intents=BUTTON_INTENTS,
         )
         hub.channels.register(webchat)
+        await hub.recover()
         app[ENGINE], app[HTTP], app[RASA], app[HUB] = engine, http, rasa, hub
         log.info("hub ready", extra={"articles": len(index.articles)})
         yield

@@ -107,6 +107,7 @@ async def test_widget_embeds_in_another_site(settings: Settings, browser: Browse
         f'<script src="http://127.0.0.1:{hub_settings.http_port}/widget.js" data-lang="en" '
         'data-open="true"></script></body></html>'
     )
+
     async def partner_page(_request: web.Request) -> web.Response:
         return web.Response(text=page_html, content_type="text/html")
 

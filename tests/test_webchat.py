@@ -265,3 +265,38 @@ async def test_messages_are_answered_in_order(client: ChatClient, no_rasa: Setti
     _, messages = await _rows(no_rasa, client.conversation_id or "")
     citizen = [m.text for m in messages if m.author == "citizen"]
     assert citizen == ["第0条", "第1条", "第2条"]
+
+
+async def test_messages_stored_before_a_crash_are_answered_after_restart(no_rasa: Settings) -> None:
+    """Accepted but unanswered (the hub died mid-turn): the next start answers it."""
+    from hotline.conversations import ConversationStore
+    from hotline.store.db import migrate
+
+    engine = make_engine(no_rasa.database_url)
+    await migrate(engine)
+    store = ConversationStore(sessionmaker(engine))
+    conversation, _token = await store.open("webchat", "zh")
+    async with store.sessions() as session:
+        session.add(
+            Message(
+                conversation_id=conversation.id,
+                author="citizen",
+                text="崩溃前收到的消息",
+                client_id="before-crash-1",
+            )
+        )
+        await session.commit()
+    await engine.dispose()
+
+    srv = TestServer(create_app(no_rasa), host="127.0.0.1", port=no_rasa.http_port)
+    await srv.start_server()
+    try:
+        for _ in range(100):
+            _, messages = await _rows(no_rasa, conversation.id)
+            if messages[0].handled:
+                break
+            await asyncio.sleep(0.1)
+        assert messages[0].handled
+        assert [m.author for m in messages] == ["citizen", "system"]  # answered (Rasa is down)
+    finally:
+        await srv.close()
