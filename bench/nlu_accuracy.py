@@ -21,7 +21,9 @@ then run::
 
 Output: overall accuracy, per-intent accuracy, per-language accuracy
 (``zh`` if the sentence contains a CJK character, else ``en``) and the list of
-misclassified sentences. With ``--json`` a single JSON object is printed
+misclassified sentences. A ``nlu_fallback`` answer (FallbackClassifier:
+low confidence or two intents too close) counts as a miss; the best real
+intent is shown next to it. With ``--json`` a single JSON object is printed
 instead. The exit code is 0 whenever the benchmark ran (whatever the score);
 it is 2 if the data file cannot be read or the server is unreachable.
 
@@ -42,6 +44,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+FALLBACK_INTENT = "nlu_fallback"
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "nlu" / "tests" / "heldout_nlu.yml"
 CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 # Entity annotations like [text](entity) or [text]{"entity": ...} -> text
@@ -83,7 +86,7 @@ async def parse_one(
     params: dict[str, str],
     text: str,
     sem: asyncio.Semaphore,
-) -> tuple[str | None, float]:
+) -> tuple[str | None, float, str | None, float | None]:
     async with sem:
         for attempt in range(3):
             try:
@@ -91,14 +94,27 @@ async def parse_one(
                     resp.raise_for_status()
                     data: dict[str, Any] = await resp.json()
                     intent = data.get("intent") or {}
-                    return intent.get("name"), float(intent.get("confidence") or 0.0)
+                    name = intent.get("name")
+                    conf = float(intent.get("confidence") or 0.0)
+                    if name == FALLBACK_INTENT:
+                        # nlu_fallback stays the prediction (it counts as a miss),
+                        # but remember the best real intent for the report.
+                        ranking = [
+                            r
+                            for r in data.get("intent_ranking") or []
+                            if r.get("name") != FALLBACK_INTENT
+                        ]
+                        if ranking:
+                            top = ranking[0]
+                            return name, conf, top.get("name"), float(top.get("confidence") or 0.0)
+                    return name, conf, None, None
             except aiohttp.ClientResponseError:
                 raise
             except (TimeoutError, aiohttp.ClientError):
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))
-    return None, 0.0  # pragma: no cover
+    return None, 0.0, None, None  # pragma: no cover
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,7 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     per_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     errors = []
     correct = 0
-    for (gold, text), (pred, conf) in zip(examples, preds, strict=False):
+    for (gold, text), (pred, conf, runner_up, runner_conf) in zip(examples, preds, strict=False):
         ok = pred == gold
         lang = language_of(text)
         for bucket in (per_intent[gold], per_lang[lang]):
@@ -124,15 +140,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bucket[1] += 1
         correct += ok
         if not ok:
-            errors.append(
-                {
-                    "text": text,
-                    "expected": gold,
-                    "predicted": pred,
-                    "confidence": round(conf, 4),
-                    "language": lang,
-                }
-            )
+            err = {
+                "text": text,
+                "expected": gold,
+                "predicted": pred,
+                "confidence": round(conf, 4),
+                "language": lang,
+            }
+            if runner_up is not None:
+                err["fallback_top_intent"] = runner_up
+                err["fallback_top_confidence"] = round(runner_conf or 0.0, 4)
+            errors.append(err)
 
     def acc(c: int, n: int) -> float:
         return round(c / n, 4) if n else 0.0
@@ -168,9 +186,12 @@ def print_report(s: dict[str, Any]) -> None:
         print(f"  {intent:<{width}} {r['accuracy']:7.2%}  ({r['correct']}/{r['total']})")
     print(f"\nMisclassified ({len(s['misclassified'])}):")
     for e in s["misclassified"]:
+        extra = ""
+        if "fallback_top_intent" in e:
+            extra = f"; top intent {e['fallback_top_intent']} ({e['fallback_top_confidence']:.2f})"
         print(
             f"  [{e['language']}] {e['text']!r}: expected {e['expected']}, "
-            f"got {e['predicted']} ({e['confidence']:.2f})"
+            f"got {e['predicted']} ({e['confidence']:.2f}{extra})"
         )
 
 
@@ -186,11 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="total HTTP timeout (s)")
     args = ap.parse_args(argv)
     try:
-        summary = asyncio.run(run(args))
+        load_examples(Path(args.data))
     except (OSError, yaml.YAMLError) as exc:
         print(f"error: cannot read {args.data}: {exc}", file=sys.stderr)
         return 2
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    try:
+        summary = asyncio.run(run(args))
+    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
         print(f"error: request to {args.url} failed: {exc!r}", file=sys.stderr)
         return 2
     if args.json:

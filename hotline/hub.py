@@ -116,6 +116,40 @@ class Hub:
         self.dispatch(inbound, accepted)
         return accepted
 
+    def greet(self, conversation_id: str) -> None:
+        """Have the bot open a new conversation with its greeting (in the background).
+
+        Nothing is stored for the citizen; if the bot is away the greeting is skipped.
+        """
+        task = asyncio.create_task(self._greet(conversation_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _greet(self, conversation_id: str) -> None:
+        async with self._lock(conversation_id):
+            conversation = await self.conversations.get(conversation_id)
+            if conversation is None:
+                return
+            channel = self.channels.get(conversation.channel)
+            if channel is not None:
+                await channel.busy(conversation_id, True)
+            try:
+                replies = await self._bot.converse(
+                    conversation.id,
+                    "/greet",
+                    channel=conversation.channel,
+                    lang=parse(conversation.language) or "zh",
+                )
+                for reply in replies:
+                    await self._handle_reply(conversation, reply)
+            except BotUnavailable:
+                log.info("no greeting: bot unavailable", extra={"conversation_id": conversation_id})
+            except Exception:
+                log.exception("greeting failed", extra={"conversation_id": conversation_id})
+            finally:
+                if channel is not None:
+                    await channel.busy(conversation_id, False)
+
     async def recover(self) -> int:
         """Answer citizen messages a crash left stored but unanswered; returns how many.
 

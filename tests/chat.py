@@ -26,6 +26,7 @@ class ChatClient:
         self.conversation_id: str | None = None
         self.resume: str | None = None
         self.frames: list[dict[str, Any]] = []
+        self.greeting: list[dict[str, Any]] = []
 
     async def connect(self, resume: str | None = None) -> dict[str, Any]:
         if self.session is None:
@@ -41,7 +42,20 @@ class ChatClient:
         assert welcome["type"] == "welcome", welcome
         self.conversation_id = welcome["conversation_id"]
         self.resume = welcome["resume"]
+        if not welcome["resumed"]:  # a new conversation opens with the bot's greeting turn
+            self.greeting = await self._turn()
         return welcome
+
+    async def _turn(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """The message frames up to the end of the current turn (typing off)."""
+        replies: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if frame["type"] == "typing" and not frame["on"]:
+                    return replies
+                if frame["type"] == "message":
+                    replies.append(frame)
 
     async def recv(self, timeout: float = 30) -> dict[str, Any]:
         assert self.ws is not None
@@ -66,24 +80,16 @@ class ChatClient:
     ) -> list[dict[str, Any]]:
         """Send one message; return the message frames of its turn (after the ack)."""
         msg_id = await self.send(text, payload, msg_id)
-        replies: list[dict[str, Any]] = []
-        acked = False
-        busy = False
         async with asyncio.timeout(timeout):
             while True:
                 frame = await self.recv(timeout)
-                if frame["type"] == "ack" and frame["id"] == msg_id:
-                    acked = True
-                    if frame.get("duplicate"):
-                        return replies
-                elif frame["type"] == "error":
+                if frame["type"] == "error":
                     raise AssertionError(f"error frame: {frame}")
-                elif frame["type"] == "typing":
-                    busy = frame["on"]
-                    if not busy and acked:
-                        return replies
-                elif frame["type"] == "message":
-                    replies.append(frame)
+                if frame["type"] == "ack" and frame["id"] == msg_id:
+                    break
+        if frame.get("duplicate"):
+            return []
+        return await self._turn(timeout)
 
     async def close(self) -> None:
         if self.ws is not None:

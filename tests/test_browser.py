@@ -53,6 +53,9 @@ async def test_citizen_files_a_report_in_mandarin(hub_server: TestServer, browse
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(str(hub_server.make_url("/")))
     await expect(page.get_by_test_id("hotline-panel")).to_be_visible()
+    greeting = page.get_by_test_id("hotline-msg").and_(page.locator("[data-from=bot]"))
+    await expect(greeting).to_have_count(1)  # the bot opens the conversation
+    await expect(greeting).to_contain_text("12309")
 
     await send(page, "我要举报镇政府的干部挪用扶贫资金")
     await expect(page.get_by_test_id("hotline-msg").last).to_contain_text("被举报人")
@@ -88,6 +91,8 @@ async def test_citizen_files_a_report_in_mandarin(hub_server: TestServer, browse
 async def test_chat_text_is_escaped(hub_server: TestServer, browser: Browser) -> None:
     page = await browser.new_page()
     await page.goto(str(hub_server.make_url("/")))
+    bot = page.get_by_test_id("hotline-msg").and_(page.locator("[data-from=bot]"))
+    await expect(bot).to_have_count(1)
     await send(page, "<img src=x onerror=window.__pwned=1> 你好")
     mine = page.get_by_test_id("hotline-msg").and_(page.locator("[data-from=citizen]")).last
     await expect(mine).to_contain_text("<img src=x onerror=window.__pwned=1>")
@@ -119,6 +124,8 @@ async def test_widget_embeds_in_another_site(settings: Settings, browser: Browse
         page = await browser.new_page()
         await page.goto(site_origin + "/")
         await expect(page.get_by_test_id("hotline-panel")).to_be_visible()
+        bot = page.get_by_test_id("hotline-msg").and_(page.locator("[data-from=bot]"))
+        await expect(bot).to_have_count(1)
         await send(page, "hello")
         await expect(page.get_by_test_id("hotline-msg").last).to_contain_text("12309")
     finally:

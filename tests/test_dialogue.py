@@ -94,6 +94,16 @@ async def test_every_intent_in_both_languages(
         assert not re.search(r"[\u4e00-\u9fff]{4,}", answer.split("\n")[0]), answer
 
 
+async def test_new_conversation_is_greeted_in_its_language(hub: TestServer) -> None:
+    zh = await chat(hub, "zh")
+    assert "12309" in texts(zh.greeting) and "您好" in texts(zh.greeting)
+    assert {b["payload"] for b in zh.greeting[0]["buttons"]} >= {"/report_crime", "/case_status"}
+    await zh.close()
+    en = await chat(hub, "en")
+    assert "Hello" in texts(en.greeting)
+    await en.close()
+
+
 async def test_reply_language_follows_latest_message(hub: TestServer) -> None:
     client = await chat(hub, "zh")
     assert "您好" in texts(await client.say("你好"))

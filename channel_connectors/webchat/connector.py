@@ -226,6 +226,8 @@ class WebChatChannel(OutputChannel):
         if resumed:
             history = await hub.conversations.history(conversation.id)
             await ws.send_json({"type": "history", "messages": [_history_item(m) for m in history]})
+        else:
+            hub.greet(conversation.id)
         return conversation
 
     async def _message(

@@ -117,6 +117,7 @@
       connecting: "正在连接…",
       reconnecting: "连接已断开，正在重新连接…",
       queued: "正在为您转接人工服务…",
+      typing: "正在回复…",
       errorPrefix: "错误：",
       launcher: "打开在线咨询",
       launcherClose: "收起在线咨询",
@@ -139,6 +140,7 @@
       connecting: "Connecting…",
       reconnecting: "Connection lost. Reconnecting…",
       queued: "Connecting you to a person…",
+      typing: "Replying…",
       errorPrefix: "Error: ",
       launcher: "Open online service chat",
       launcherClose: "Minimise chat",
@@ -279,6 +281,8 @@
     ".status{flex:none;padding:5px 14px;font-size:12px;color:#7a4b00;background:#fff1d6;display:flex;align-items:center;gap:6px;}",
     ".status::before{content:\"\";width:8px;height:8px;border-radius:50%;background:#e09f1f;flex:none;animation:hlpulse 1.2s ease-in-out infinite;}",
     "@keyframes hlpulse{0%,100%{opacity:1}50%{opacity:.3}}",
+    ".typing{flex:none;padding:2px 14px 6px;font-size:12px;color:#6b7280;}",
+    ".typing[hidden]{display:none;}",
     ".banner{flex:none;padding:7px 14px;font-size:12.5px;color:#0f4c81;background:#e6f0fb;border-bottom:1px solid #cfe0f3;}",
     ".messages{flex:1;min-height:0;overflow-y:auto;overscroll-behavior:contain;padding:14px 12px 8px;background:#f5f7fa;display:flex;flex-direction:column;gap:8px;scroll-behavior:smooth;}",
     ".row{display:flex;flex-direction:column;align-items:flex-start;max-width:100%;}",
@@ -369,6 +373,7 @@
     els.privacy = h("p", { className: "privacy", "data-testid": "hotline-privacy" });
     els.status = h("div", { className: "status", "data-testid": "hotline-status", role: "status", "data-state": "idle", hidden: true });
     els.banner = h("div", { className: "banner", "data-testid": "hotline-banner", role: "status", hidden: true });
+    els.typing = h("div", { className: "typing", "data-testid": "hotline-typing", hidden: true });
     els.messages = h("div", {
       className: "messages", "data-testid": "hotline-messages",
       role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0"
@@ -401,7 +406,7 @@
     els.panel = h("div", {
       className: "panel", id: "hotline-panel", "data-testid": "hotline-panel",
       role: "dialog", "aria-labelledby": "hotline-title", hidden: true
-    }, [header, els.privacy, els.status, els.banner, els.messages, composer]);
+    }, [header, els.privacy, els.status, els.banner, els.messages, els.typing, composer]);
     els.panel.addEventListener("keydown", function (e) {
       if (e.key === "Escape" || e.key === "Esc") { e.stopPropagation(); api.close(); els.launcher.focus(); }
     });
@@ -779,6 +784,12 @@
       }
       case "state": {
         applyConvState(msg.state);
+        break;
+      }
+      case "typing": {
+        if (!mounted) break;
+        els.typing.textContent = t("typing");
+        els.typing.hidden = msg.on !== true;
         break;
       }
       case "error": {
