@@ -128,6 +128,7 @@ async def test_widget_embeds_in_another_site(settings: Settings, browser: Browse
         await expect(bot).to_have_count(1)
         await send(page, "hello")
         await expect(page.get_by_test_id("hotline-msg").last).to_contain_text("12309")
+        await page.close()  # close the socket first, or the hub waits for it on shutdown
     finally:
         await site_server.close()
         await hub.close()
