@@ -211,10 +211,8 @@ class ValidateIntakeForm(FormValidationAction):
                 if slots.get(name) is not None:
                     events.append(SlotSet(name, None))
                     slots[name] = None
-        nxt = intake.next_slot(kind, slots)
-        if nxt is None:  # everything answered but not confirmed: can't happen, confirm is last
-            events.append(SlotSet("outcome", "confirmed"))
-        events.append(SlotSet("requested_slot", nxt))
+        # "confirm" is never filled (confirming sets the outcome), so there is always a next.
+        events.append(SlotSet("requested_slot", intake.next_slot(kind, slots)))
         return events
 
 
