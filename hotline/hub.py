@@ -36,6 +36,7 @@ from hotline.store.models import (
 )
 from hotline.texts import say
 from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
+from hotline.tracker import TrackerPurger
 from hotline.vault import Identity, Sealer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Hub:
         *,
         max_text_chars: int = 2000,
         intents: frozenset[str] = frozenset(),
+        tracker: TrackerPurger | None = None,
     ) -> None:
         self.conversations = conversations
         self.channels = ChannelRegistry()
@@ -72,6 +74,8 @@ class Hub:
         self._sealer = Sealer(secret_key, "message")
         self._max_text = max_text_chars
         self._intents = intents
+        self._tracker = tracker
+        self._purge_after_turn: set[str] = set()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
         self._commands: dict[str, Callable[[Conversation, dict[str, Any]], Any]] = {
@@ -184,6 +188,10 @@ class Hub:
             log.warning("recovering unanswered messages", extra={"count": len(rows)})
         return len(rows)
 
+    async def close(self) -> None:
+        if self._tracker is not None:
+            await self._tracker.close()
+
     async def drain(self) -> None:
         """Wait for all in-flight processing (tests, shutdown)."""
         while self._tasks:
@@ -272,6 +280,13 @@ class Hub:
             else:
                 for reply in replies:
                     await self._handle_reply(conversation, reply)
+                if conversation.id in self._purge_after_turn and self._tracker is not None:
+                    self._purge_after_turn.discard(conversation.id)
+                    purged = await self._tracker.purge(conversation.id)
+                    log.info(
+                        "tracker purged",
+                        extra={"conversation_id": conversation.id, "events": purged},
+                    )
         await self._mark_handled(message_id)
 
     async def _mark_handled(self, message_id: int) -> None:
@@ -399,6 +414,7 @@ class Hub:
             "reply_due": _date(case.reply_due, lang),
             "result_due": _date(case.result_due, lang),
         }
+        self._purge_after_turn.add(conversation.id)
         text = say("ticket_created", lang, pin=case.pin, **values)
         # The PIN is shown once and never stored in clear: the transcript keeps a mask.
         masked = say("ticket_created", lang, pin=say("pin_placeholder", lang), **values)
@@ -408,6 +424,7 @@ class Hub:
         lang = self._lang(conversation)
         code, pin = str(cmd.get("code", "")), str(cmd.get("pin", ""))
         result = await self._tickets.lookup(code, pin, conversation.id)
+        self._purge_after_turn.add(conversation.id)  # the PIN sat in a slot
         human = (Button(say("btn_human", lang), "/request_human"),)
         if result.outcome is LookupOutcome.FOUND and result.ticket is not None:
             ticket = result.ticket

@@ -19,6 +19,7 @@ from hotline.conversations import ConversationStore
 from hotline.hub import Hub
 from hotline.store.db import make_engine, migrate, ping, sessionmaker
 from hotline.tickets import TicketService
+from hotline.tracker import TrackerPurger
 from hotline.vault import IdentityVault
 from knowledge.articles import load_articles
 from knowledge.search import KnowledgeIndex
@@ -149,6 +150,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
             settings.secret_key,
             max_text_chars=settings.max_text_chars,
             intents=BUTTON_INTENTS,
+            tracker=TrackerPurger(settings.rasa_tracker_url),
         )
         hub.channels.register(webchat)
         await hub.recover()
@@ -156,6 +158,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
         log.info("hub ready", extra={"articles": len(index.articles)})
         yield
         await hub.drain()
+        await hub.close()
         await http.close()
         await engine.dispose()
 

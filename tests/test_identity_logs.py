@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -43,6 +44,17 @@ async def test_canary_identity_never_logged(
     done = texts(await client.say("确认"))
     assert "案件编号" in done
     await client.close()
+
+    # Rasa's tracker store no longer holds the dialogue that carried the identity.
+    tracker_db = base_settings.rasa_tracker_url.split(":///", 1)[1]
+    with sqlite3.connect(tracker_db) as db:
+        mine = db.execute(
+            "SELECT count(*) FROM events WHERE sender_id = ?", (client.conversation_id,)
+        ).fetchone()[0]
+        everything = "\n".join(row[0] for row in db.execute("SELECT data FROM events"))
+    assert mine == 0
+    for canary in (CANARY_NAME, CANARY_PHONE, CANARY_ID):
+        assert canary not in everything
 
     formatter = JsonFormatter()
     hub_logs = "\n".join(formatter.format(r) for r in caplog.records)
