@@ -281,18 +281,19 @@ def step(
         text = "skip"
     value, error = validate(requested, text, lang)
     if value is None:
-        return _retry(turn, error or "err_empty")
+        limit = {"limit": str(MAX_LEN.get(requested, DEFAULT_MAX))}
+        return _retry(turn, error or "err_empty", limit if error == "err_too_long" else {})
     turn.slots[requested] = value
     turn.retries = 0
     return turn
 
 
-def _retry(turn: Turn, error: str) -> Turn:
+def _retry(turn: Turn, error: str, values: Optional[Dict[str, str]] = None) -> Turn:
     turn.retries += 1
     if turn.retries >= MAX_RETRIES:
         turn.outcome = "handoff"
         return turn
-    turn.say.append((error, {}))
+    turn.say.append((error, values or {}))
     return turn
 
 

@@ -76,6 +76,11 @@ def test_retries_are_capped_with_a_handoff() -> None:
     assert outcomes == [None, None, "handoff"]
 
 
+def test_too_long_answer_says_the_limit() -> None:
+    turn = intake.step("report", "unit", {}, "局" * 300, "report_crime", 0.9, 0, "zh")
+    assert turn.say == [("err_too_long", {"limit": "200"})]
+
+
 def test_question_mid_form_does_not_fill_the_slot() -> None:
     turn = intake.step(
         "report", "unit", {}, "举报人的身份会保密吗？", "legal_consult", 0.95, 0, "zh"
