@@ -341,6 +341,7 @@ class ActionFinishIntake(Action):
             command(dispatcher, "handoff", reason="bot_gave_up" if gave_up else "requested")
         else:
             dispatcher.utter_message(text=say("cancelled", lang))
+            command(dispatcher, "forget")  # nothing is filed: Rasa keeps none of it either
         # Identity never stays in the dialogue state longer than needed.
         return [*_reset(intake.INTAKE_SLOTS), *_reset(BOOKKEEPING), SlotSet("lang", lang)]
 
@@ -468,4 +469,6 @@ class ActionFinishCaseStatus(Action):
             )
         else:
             dispatcher.utter_message(text=say("cancelled", lang))
+        if outcome != "lookup":  # a lookup purges via the hub; other endings purge here
+            command(dispatcher, "forget")
         return [*_reset(STATUS_SLOTS), *_reset(BOOKKEEPING), SlotSet("lang", lang)]

@@ -84,6 +84,7 @@ class Hub:
             "case_status": self._cmd_case_status,
             "handoff": self._cmd_handoff,
             "kb_answer": self._cmd_kb_answer,
+            "forget": self._cmd_forget,
         }
 
     # ----------------------------------------------------------------- inbound
@@ -371,6 +372,10 @@ class Hub:
             assert row is not None
             row.expect_sensitive = True
             await session.commit()
+
+    async def _cmd_forget(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
+        """The bot dropped an intake or lookup: purge what Rasa kept of it."""
+        self._purge_after_turn.add(conversation.id)
 
     async def _cmd_handoff(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
         reason = str(cmd.get("reason") or "requested")

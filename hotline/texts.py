@@ -54,6 +54,15 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "Too many failed tries, so lookups are locked for now. Please try again after "
         "{until} (China Standard Time), or ask for a member of staff.",
     },
+    "error_text_too_long": {
+        "zh": "消息太长了，请分成几条发送（每条不超过{limit}字）。",
+        "en": "That message is too long. Please send it in parts of at most {limit} characters.",
+    },
+    "error_rate_limited": {
+        "zh": "发送太快了，请稍等几秒再发。您的消息会自动重发。",
+        "en": "You're sending too fast. Please wait a few seconds; your message will be resent.",
+    },
+    "error_empty_text": {"zh": "不能发送空消息。", "en": "You can't send an empty message."},
     "kb_answer": {"zh": "《{title}》\n{body}", "en": "{title}\n\n{body}"},
     "kb_clarify": {
         "zh": "我找到了几篇可能相关的说明，您想了解的是哪一个？",

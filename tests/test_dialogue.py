@@ -7,6 +7,7 @@ PostgreSQL. Rasa and the action server are real processes (``rasa_stack``).
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import replace
 from typing import Any
 
@@ -215,6 +216,12 @@ async def test_cancel_mid_form_files_nothing(hub: TestServer, settings: Settings
     cancelled = texts(await client.say("取消"))
     assert "已取消" in cancelled
     assert await db_rows(settings, Ticket) == []
+    tracker_db = settings.rasa_tracker_url.split(":///", 1)[1]
+    with sqlite3.connect(tracker_db) as db:
+        left = db.execute(
+            "SELECT count(*) FROM events WHERE sender_id = ?", (client.conversation_id,)
+        ).fetchone()[0]
+    assert left == 0  # the cancelled intake is gone from Rasa's tracker store too
     after = texts(await client.say("你好"))  # the bot is back to normal
     assert "12309" in after
     await client.close()

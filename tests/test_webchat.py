@@ -156,6 +156,7 @@ async def test_text_over_the_limit_is_refused_with_its_id(
     await client.send("长" * (no_rasa.max_text_chars + 1), msg_id=msg_id)
     error = await client.recv()
     assert error["code"] == "text_too_long" and error["id"] == msg_id
+    assert "消息太长" in error["message"] and str(no_rasa.max_text_chars) in error["message"]
     _, messages = await _rows(no_rasa, client.conversation_id or "")
     assert messages == []
     replies = await client.say("正常长度的消息")  # the connection is still usable

@@ -25,6 +25,7 @@ from hotline.hub import Hub, InvalidInput
 from hotline.lang import Lang, parse
 from hotline.messages import Inbound, Outbound
 from hotline.store.models import Conversation, ConversationState, Message
+from hotline.texts import TEXTS, say
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ class WebChatChannel(OutputChannel):
                     # A rejected message's id lets the widget mark it failed; rate-limited
                     # ones carry none, so the widget keeps them and sends them again.
                     message_id = frame.get("id") if exc.code != "rate_limited" else None
-                    await self._error(ws, exc.code, str(exc), message_id)
+                    lang = parse(conversation.language) if conversation else None
+                    await self._error(ws, exc.code, self._explain(exc, lang), message_id)
         finally:
             if conversation is not None:
                 sockets = self._sockets.get(conversation.id)
@@ -256,6 +258,13 @@ class WebChatChannel(OutputChannel):
             ack["duplicate"] = True
         await ws.send_json(ack)
         hub.dispatch(inbound, accepted)
+
+    def _explain(self, exc: Exception, lang: Lang | None) -> str:
+        """What the citizen reads: their language for what they can fix, else the reason."""
+        code = getattr(exc, "code", "")
+        if lang is not None and f"error_{code}" in TEXTS:
+            return say(f"error_{code}", lang, limit=self._settings.max_text_chars)
+        return str(exc)
 
     @staticmethod
     async def _error(
