@@ -112,18 +112,6 @@ async def test_reply_language_follows_latest_message(hub: TestServer) -> None:
     await client.close()
 
 
-async def file_report(
-    client: ChatClient, steps: list[str | tuple[str, str]]
-) -> list[dict[str, Any]]:
-    replies: list[dict[str, Any]] = []
-    for step in steps:
-        if isinstance(step, tuple):
-            replies = await client.say(step[0], payload=step[1])
-        else:
-            replies = await client.say(step)
-    return replies
-
-
 CASE = re.compile(r"(?:案件编号|Case code)[:：]\s*(\d{12})")
 PIN = re.compile(r"(?:查询密码|PIN)[:：]\s*(\d{6})")
 
