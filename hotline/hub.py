@@ -76,6 +76,8 @@ class Hub:
         self._intents = intents
         self._tracker = tracker
         self._purge_after_turn: set[str] = set()
+        # Replies of the turn in progress, per conversation: stored together at its end.
+        self._pending: dict[str, list[tuple[Message, Outbound]]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
         self._commands: dict[str, Callable[[Conversation, dict[str, Any]], Any]] = {
@@ -236,25 +238,28 @@ class Hub:
 
     async def _process(self, inbound: Inbound, message_id: int) -> None:
         async with self._lock(inbound.conversation_id):
-            channel = None
+            conversation = await self.conversations.get(inbound.conversation_id)
+            if conversation is None:
+                return
+            channel = self.channels.get(conversation.channel)
+            if channel is not None:
+                await channel.busy(conversation.id, True)
+            self._pending[conversation.id] = []
             try:
-                conversation = await self.conversations.get(inbound.conversation_id)
-                channel = self.channels.get(conversation.channel) if conversation else None
-                if channel is not None:
-                    await channel.busy(inbound.conversation_id, True)
-                await self._answer(inbound, message_id)
+                await self._answer(conversation, inbound)
+                await self._flush(conversation, message_id)
             except Exception:
+                # Left unhandled on purpose: the next start answers it (see recover()).
                 log.exception(
                     "processing failed",
-                    extra={"conversation_id": inbound.conversation_id, "message_id": message_id},
+                    extra={"conversation_id": conversation.id, "message_id": message_id},
                 )
             finally:
+                self._pending.pop(conversation.id, None)
                 if channel is not None:
-                    await channel.busy(inbound.conversation_id, False)
+                    await channel.busy(conversation.id, False)
 
-    async def _answer(self, inbound: Inbound, message_id: int) -> None:
-        conversation = await self.conversations.get(inbound.conversation_id)
-        assert conversation is not None
+    async def _answer(self, conversation: Conversation, inbound: Inbound) -> None:
         current = parse(conversation.language) or "zh"
         hint = inbound.lang or current
         lang = hint if inbound.text.startswith("/") else detect(inbound.text, hint)
@@ -288,14 +293,20 @@ class Hub:
                         "tracker purged",
                         extra={"conversation_id": conversation.id, "events": purged},
                     )
-        await self._mark_handled(message_id)
 
-    async def _mark_handled(self, message_id: int) -> None:
+    async def _flush(self, conversation: Conversation, message_id: int) -> None:
+        """Store the turn's replies and mark the message handled in one commit, then deliver."""
+        pending = self._pending.get(conversation.id) or []
         async with self.conversations.sessions() as session:
+            session.add_all(row for row, _ in pending)
             message = await session.get(Message, message_id)
             if message is not None:
                 message.handled = True
-                await session.commit()
+            await session.commit()
+        channel = self.channels.get(conversation.channel)
+        if channel is not None:
+            for _, outbound in pending:
+                await channel.deliver(outbound)
 
     # ---------------------------------------------------------------- outbound
     async def _handle_reply(self, conversation: Conversation, reply: dict[str, Any]) -> None:
@@ -327,21 +338,28 @@ class Hub:
         *,
         stored_text: str | None = None,
     ) -> None:
-        """Store one outgoing message (``stored_text`` redacts it), then deliver it."""
+        """Store one outgoing message (``stored_text`` redacts it), then deliver it.
+
+        Inside a turn both wait for the end of the turn, so a turn costs one commit.
+        """
+        row = Message(
+            conversation_id=conversation.id,
+            author=author.value,
+            text=stored_text if stored_text is not None else text,
+            buttons=[{"title": b.title, "payload": b.payload} for b in buttons] or None,
+            handled=True,
+        )
+        outbound = Outbound(conversation.id, author, text, buttons)
+        pending = self._pending.get(conversation.id)
+        if pending is not None:
+            pending.append((row, outbound))
+            return
         async with self.conversations.sessions() as session:
-            session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    author=author.value,
-                    text=stored_text if stored_text is not None else text,
-                    buttons=[{"title": b.title, "payload": b.payload} for b in buttons] or None,
-                    handled=True,
-                )
-            )
+            session.add(row)
             await session.commit()
         channel = self.channels.get(conversation.channel)
         if channel is not None:
-            await channel.deliver(Outbound(conversation.id, author, text, buttons))
+            await channel.deliver(outbound)
 
     async def _set_state(
         self, conversation: Conversation, state: ConversationState, reason: str | None
