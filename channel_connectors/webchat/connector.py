@@ -152,6 +152,9 @@ class WebChatChannel(OutputChannel):
                 frame: dict[str, Any] = {}
                 try:
                     frame = self._parse(msg.data)
+                    # hello counts too: each one may open a conversation.
+                    if frame["type"] in ("hello", "message") and not limiter.allow():
+                        raise FrameError("rate_limited", "too many messages; slow down")
                     if frame["type"] == "hello":
                         if conversation is not None:
                             self._sockets[conversation.id].discard(ws)
@@ -159,8 +162,6 @@ class WebChatChannel(OutputChannel):
                     elif conversation is None:
                         raise FrameError("hello_required", "send a hello frame first")
                     elif frame["type"] == "message":
-                        if not limiter.allow():
-                            raise FrameError("rate_limited", "too many messages; slow down")
                         await self._message(hub, ws, conversation, frame)
                     elif frame["type"] == "lang":
                         lang = parse(frame.get("lang"))
