@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from hotline.config import load_settings  # noqa: E402
 from hotline.supervisor import rasa_children, wait_ready  # noqa: E402
 from hotline.training import model_path  # noqa: E402
 from tests.chat import ChatClient  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 # A realistic session: greeting, a question, a report started and answered, then cancel.
 SCRIPT = [
@@ -47,12 +47,6 @@ SCRIPT = [
     "跳过",
     "取消",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pct(samples: list[float], q: float) -> float:

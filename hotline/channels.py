@@ -46,6 +46,3 @@ class ChannelRegistry:
 
     def get(self, name: str) -> OutputChannel | None:
         return self._channels.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._channels)

@@ -145,7 +145,7 @@ class Hub:
                     conversation.id,
                     "/greet",
                     channel=conversation.channel,
-                    lang=parse(conversation.language) or "zh",
+                    lang=_lang_of(conversation),
                 )
                 for reply in replies:
                     await self._handle_reply(conversation, reply)
@@ -216,7 +216,7 @@ class Hub:
             text = inbound.text
             if conversation.expect_sensitive:
                 sealed = self._sealer.seal(text.encode(), conversation.id)
-                text = say("sealed_placeholder", parse(conversation.language) or "zh")
+                text = say("sealed_placeholder", _lang_of(conversation))
                 conversation.expect_sensitive = False
             message = Message(
                 conversation_id=conversation.id,
@@ -260,7 +260,7 @@ class Hub:
                     await channel.busy(conversation.id, False)
 
     async def _answer(self, conversation: Conversation, inbound: Inbound) -> None:
-        current = parse(conversation.language) or "zh"
+        current = _lang_of(conversation)
         hint = inbound.lang or current
         lang = hint if inbound.text.startswith("/") else detect(inbound.text, hint)
         if lang != current:
@@ -381,9 +381,6 @@ class Hub:
             await channel.state_changed(conversation.id, state)
 
     # ---------------------------------------------------------------- commands
-    def _lang(self, conversation: Conversation) -> Lang:
-        return parse(conversation.language) or "zh"
-
     async def _cmd_expect_sensitive(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
         async with self.conversations.sessions() as session:
             row = await session.get(Conversation, conversation.id)
@@ -404,7 +401,7 @@ class Hub:
         )
 
     async def _cmd_create_ticket(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = self._lang(conversation)
+        lang = _lang_of(conversation)
         try:
             kind = TicketKind(str(cmd.get("kind")))
             fields = cmd.get("fields")
@@ -444,7 +441,7 @@ class Hub:
         await self._emit(conversation, AuthorKind.BOT, text, stored_text=masked)
 
     async def _cmd_case_status(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = self._lang(conversation)
+        lang = _lang_of(conversation)
         code, pin = str(cmd.get("code", "")), str(cmd.get("pin", ""))
         result = await self._tickets.lookup(code, pin, conversation.id)
         self._purge_after_turn.add(conversation.id)  # the PIN sat in a slot
@@ -477,7 +474,7 @@ class Hub:
             )
 
     async def _cmd_kb_answer(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = self._lang(conversation)
+        lang = _lang_of(conversation)
         answer = self._answers.answer(
             query=str(cmd.get("query", ""))[: self._max_text],
             lang=lang,
@@ -489,3 +486,7 @@ class Hub:
 
 def _date(day: dt.date, lang: Lang) -> str:
     return f"{day.year}年{day.month}月{day.day}日" if lang == "zh" else day.isoformat()
+
+
+def _lang_of(conversation: Conversation) -> Lang:
+    return parse(conversation.language) or "zh"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hotline.config import PROJECT_ROOT, Settings
@@ -28,8 +28,6 @@ def model_path(settings: Settings) -> Path:
 
 
 def rasa_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env["RASA_TELEMETRY_ENABLED"] = "false"
     env["PYTHONPATH"] = str(PROJECT_ROOT)
@@ -71,5 +69,4 @@ def train(settings: Settings, *, force: bool = False) -> Path:
         if old != target:
             old.unlink()
     print(f"[train] done: {target}", flush=True)
-    sys.stdout.flush()
     return target

@@ -96,20 +96,17 @@ async def kb_search(request: web.Request) -> web.Response:
     query = request.query.get("q", "").strip()
     lang = request.query.get("lang") or None
     raw_limit = request.query.get("limit", "5")
+    problem = None
     if not query:
-        raise web.HTTPBadRequest(text='{"error":"q is required"}', content_type="application/json")
-    if len(query) > 500:
-        raise web.HTTPBadRequest(
-            text='{"error":"q is longer than 500 characters"}', content_type="application/json"
-        )
-    if lang not in (None, "zh", "en"):
-        raise web.HTTPBadRequest(
-            text='{"error":"lang must be zh or en"}', content_type="application/json"
-        )
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
-        raise web.HTTPBadRequest(
-            text='{"error":"limit must be 1-50"}', content_type="application/json"
-        )
+        problem = "q is required"
+    elif len(query) > 500:
+        problem = "q is longer than 500 characters"
+    elif lang not in (None, "zh", "en"):
+        problem = "lang must be zh or en"
+    elif not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+        problem = "limit must be 1-50"
+    if problem:
+        return web.json_response({"error": problem}, status=400)
     hits = request.app[KB].search(query, lang=lang, limit=int(raw_limit))
     results: list[dict[str, Any]] = [
         {

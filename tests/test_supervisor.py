@@ -45,3 +45,14 @@ def test_model_key_changes_with_nlu_content(tmp_path: Path) -> None:
     assert nlu_hash(tmp_path) == first
     (tmp_path / "data" / "nlu.yml").write_text("b")
     assert nlu_hash(tmp_path) != first
+
+
+def test_text_fallback_numbers_buttons() -> None:
+    from hotline.channels import OutputChannel
+    from hotline.messages import Button, Outbound
+    from hotline.store.models import AuthorKind
+
+    message = Outbound(
+        "c", AuthorKind.BOT, "实名还是匿名？", (Button("实名", "/affirm"), Button("匿名", "/deny"))
+    )
+    assert OutputChannel.as_text(message) == "实名还是匿名？\n1. 实名\n2. 匿名"
