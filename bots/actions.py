@@ -338,7 +338,19 @@ class ActionFinishIntake(Action):
                 or intake.wants_human((tracker.latest_message or {}).get("text") or "")
             )
             dispatcher.utter_message(text=say("gave_up" if gave_up else "handoff", lang))
-            command(dispatcher, "handoff", reason="bot_gave_up" if gave_up else "requested")
+            # The slots are reset below, so what was collected travels with the command;
+            # the hub seals it for the agent (identity answers included, shown by role).
+            collected = {
+                name: value
+                for name, value in slots.items()
+                if name != "confirm" and value not in (None, intake.SKIPPED)
+            }
+            command(
+                dispatcher,
+                "handoff",
+                reason="bot_gave_up" if gave_up else "requested",
+                fields={"case_kind": kind, **collected},
+            )
         else:
             dispatcher.utter_message(text=say("cancelled", lang))
             command(dispatcher, "forget")  # nothing is filed: Rasa keeps none of it either

@@ -27,6 +27,7 @@ class Answer:
     text: str
     buttons: tuple[Button, ...] = ()
     article: Article | None = None
+    missed: bool = False  # the bot had nothing useful to say; repeated misses hand off
 
 
 class KnowledgeAnswers:
@@ -63,8 +64,9 @@ class KnowledgeAnswers:
                     Button(say("btn_consult", lang), '/legal_consult{"kb_article":"scope"}'),
                     human,
                 ),
+                missed=True,
             )
-        return Answer(say("kb_weak", lang), (human,))
+        return Answer(say("kb_weak", lang), (human,), missed=True)
 
     @staticmethod
     def _strong(hits: list[Hit]) -> bool:

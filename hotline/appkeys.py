@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from hotline.acd.service import AcdService
 from hotline.bot import RasaClient
 from hotline.config import Settings
 from hotline.hub import Hub
@@ -17,3 +20,5 @@ RASA = web.AppKey("rasa", RasaClient)
 KB = web.AppKey("kb", KnowledgeIndex)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS: web.AppKey[async_sessionmaker[Any]] = web.AppKey("sessions")
+ACD = web.AppKey("acd", AcdService)

@@ -6,6 +6,7 @@ The hub is Rasa's only client. ``BotUnavailable`` covers every way Rasa can fail
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -17,10 +18,45 @@ class BotUnavailable(Exception):
     """Rasa did not answer in time or answered with an error."""
 
 
+# Intents that say nothing about what the citizen came for.
+_META_INTENTS = frozenset(
+    {"request_human", "affirm", "deny", "greet", "goodbye", "cancel", "skip", "nlu_fallback"}
+)
+# Bookkeeping slots, not answers the citizen gave.
+_INTERNAL_SLOTS = frozenset({"lang", "retries", "outcome", "requested_slot", "confirm"})
+
+
+@dataclass(frozen=True, slots=True)
+class BotContext:
+    """What the bot learned, for the agent who takes over: slots and the topic intent."""
+
+    fields: dict[str, str]
+    intent: str | None
+
+
 class Bot(Protocol):
     async def converse(
         self, conversation_id: str, text: str, *, channel: str, lang: Lang
     ) -> list[dict[str, Any]]: ...
+
+    async def context(self, conversation_id: str) -> BotContext: ...
+
+
+def context_from_tracker(tracker: dict[str, Any]) -> BotContext:
+    slots = tracker.get("slots")
+    fields = {
+        str(k): str(v)[:2000]
+        for k, v in (slots.items() if isinstance(slots, dict) else ())
+        if v not in (None, "", [], {}) and k not in _INTERNAL_SLOTS and not str(k).startswith("_")
+    }
+    intent = None
+    for event in reversed(tracker.get("events") or []):
+        if isinstance(event, dict) and event.get("event") == "user":
+            name = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+            if isinstance(name, str) and name not in _META_INTENTS:
+                intent = name
+                break
+    return BotContext(fields, intent)
 
 
 class RasaClient:
@@ -52,6 +88,21 @@ class RasaClient:
         if not isinstance(data, list):
             raise BotUnavailable("rasa answered with something other than a list")
         return [item for item in data if isinstance(item, dict)]
+
+    async def context(self, conversation_id: str) -> BotContext:
+        """Read the conversation's tracker; an empty context when Rasa can't say."""
+        try:
+            async with self._session.get(
+                f"{self._url}/conversations/{conversation_id}/tracker",
+                params={"token": self._token, "include_events": "APPLIED"},
+                timeout=self._timeout,
+            ) as resp:
+                if resp.status != 200:
+                    return BotContext({}, None)
+                data = await resp.json()
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return BotContext({}, None)
+        return context_from_tracker(data if isinstance(data, dict) else {})
 
     async def healthy(self) -> tuple[bool, str]:
         """Rasa is healthy when its API answers and a model is loaded."""

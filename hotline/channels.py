@@ -23,6 +23,9 @@ class OutputChannel(ABC):
     async def state_changed(self, conversation_id: str, state: ConversationState) -> None:
         """Tell the citizen the conversation changed hands (queued, assigned, ...)."""
 
+    async def queue_position(self, conversation_id: str, position: int, eta_seconds: int) -> None:
+        """Tell a waiting citizen their place in the queue and the expected wait."""
+
     async def busy(self, conversation_id: str, busy: bool) -> None:
         """Show or hide a typing indicator; ``busy=False`` also marks the end of a turn."""
 

@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from hotline.config import ConfigError, Settings, load_settings
+from hotline.config import SECRET_KEYS, ConfigError, Settings, load_settings
 from hotline.logs import setup_logging
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         print("[migrate] database is at the latest schema")
     elif args.command == "config":
         for key, value in sorted(vars(settings).items()):
-            shown = "<set>" if key in ("secret_key", "rasa_token") else value
+            shown = "<set>" if key in SECRET_KEYS else value
             print(f"{key} = {shown}")
     sys.exit(0)
 

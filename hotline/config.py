@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class Settings:
     log_level: str = "INFO"
     log_file: Path | None = None
     holidays: frozenset[str] = field(default_factory=frozenset)
+    # Agent console sign-in.
+    admin_password: str = ""
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    cookie_secure: bool = False
+    login_attempts: int = 5
+    login_lock_minutes: int = 15
+    # ACD.
+    timezone: str = "Asia/Shanghai"
+    acd_tick_seconds: float = 1.0
 
     @property
     def embedded(self) -> bool:
@@ -151,6 +162,29 @@ def _dates(raw: str) -> frozenset[str]:
     return frozenset(days)
 
 
+def _admin_password(raw: str) -> str:
+    if len(raw) < 12:
+        raise ValueError("must be at least 12 characters")
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("must be an IANA time zone like Asia/Shanghai") from exc
+    return raw
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_host": _host,
     "http_port": _int(1, 65535),
@@ -171,7 +205,18 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": _level,
     "log_file": Path,
     "holidays": _dates,
+    "admin_password": _admin_password,
+    "session_idle_minutes": _int(1, 24 * 60),
+    "session_absolute_hours": _int(1, 24 * 7),
+    "cookie_secure": _bool,
+    "login_attempts": _int(1, 100),
+    "login_lock_minutes": _int(1, 24 * 60),
+    "timezone": _timezone,
+    "acd_tick_seconds": _float_pos,
 }
+
+
+SECRET_KEYS = frozenset({"secret_key", "rasa_token", "admin_password"})
 
 
 def _read_toml(path: Path) -> dict[str, str]:
@@ -226,7 +271,7 @@ def load_settings(
         try:
             values[key] = _PARSERS[key](text)
         except (ValueError, TypeError) as exc:
-            shown = "<hidden>" if key in ("secret_key", "rasa_token") else repr(text)
+            shown = "<hidden>" if key in SECRET_KEYS else repr(text)
             raise ConfigError(f"HOTLINE_{key.upper()}: {exc} (got {shown})") from exc
 
     var_dir: Path = values.setdefault("var_dir", Settings.var_dir)

@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.lang import Lang
-from hotline.store.models import Contact, Conversation, ConversationState, Message, new_id
+from hotline.store.models import (
+    AuthorKind,
+    Contact,
+    Conversation,
+    ConversationState,
+    Message,
+    new_id,
+)
 
 
 def _token_hash(token: str) -> str:
@@ -65,17 +72,16 @@ class ConversationStore:
         async with self.sessions() as session:
             return await session.get(Conversation, conversation_id)
 
-    async def history(self, conversation_id: str, limit: int = 200) -> Sequence[Message]:
+    async def history(
+        self, conversation_id: str, limit: int = 200, *, citizen_view: bool = False
+    ) -> Sequence[Message]:
+        """The last ``limit`` messages; the citizen's view leaves out staff notes."""
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if citizen_view:
+            query = query.where(Message.author != AuthorKind.NOTE.value)
         async with self.sessions() as session:
             rows = (
-                (
-                    await session.execute(
-                        select(Message)
-                        .where(Message.conversation_id == conversation_id)
-                        .order_by(Message.id.desc())
-                        .limit(limit)
-                    )
-                )
+                (await session.execute(query.order_by(Message.id.desc()).limit(limit)))
                 .scalars()
                 .all()
             )

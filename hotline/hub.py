@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import re
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -41,8 +42,20 @@ from hotline.vault import Identity, Sealer
 
 log = logging.getLogger(__name__)
 
-_INTENT_PAYLOAD = re.compile(r'^/[a-z_]{2,40}(\{"kb_article":"[a-z0-9-]{1,60}"\})?$')
+_INTENT_PAYLOAD = re.compile(r'^/[a-z][a-z0-9_]{1,39}(\{"kb_article":"[a-z0-9-]{1,60}"\})?$')
 _HANDOFF_REASONS = frozenset({"requested", "bot_unavailable", "bot_gave_up", "intake_failed"})
+MAX_MISSES = 3  # unanswerable questions in a row before a person takes over
+_RATINGS = {"1": 1, "2": 2, "3": 3, "/rate_1": 1, "/rate_2": 2, "/rate_3": 3}
+
+
+class Handoff(Protocol):
+    """Where conversations go when a person must take over (the ACD service)."""
+
+    async def enqueue(self, conversation_id: str) -> None: ...
+
+    async def citizen_message(self, conversation_id: str, message_id: int) -> None: ...
+
+    def position(self, conversation_id: str) -> tuple[int, int] | None: ...
 
 
 class InvalidInput(ValueError):
@@ -69,13 +82,16 @@ class Hub:
         self.conversations = conversations
         self.channels = ChannelRegistry()
         self._bot = bot
-        self._tickets = tickets
+        self.tickets = tickets
         self._answers = answers
         self._sealer = Sealer(secret_key, "message")
         self._max_text = max_text_chars
         self._intents = intents
         self._tracker = tracker
+        self.handoff: Handoff | None = None
         self._purge_after_turn: set[str] = set()
+        self._enqueue_after_turn: set[str] = set()
+        self._misses: dict[str, int] = {}
         # Replies of the turn in progress, per conversation: stored together at its end.
         self._pending: dict[str, list[tuple[Message, Outbound]]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -246,7 +262,7 @@ class Hub:
                 await channel.busy(conversation.id, True)
             self._pending[conversation.id] = []
             try:
-                await self._answer(conversation, inbound)
+                await self._answer(conversation, inbound, message_id)
                 await self._flush(conversation, message_id)
             except Exception:
                 # Left unhandled on purpose: the next start answers it (see recover()).
@@ -258,8 +274,13 @@ class Hub:
                 self._pending.pop(conversation.id, None)
                 if channel is not None:
                     await channel.busy(conversation.id, False)
+        # Outside the lock: ACD may answer the citizen at once (refused, no agents).
+        if inbound.conversation_id in self._enqueue_after_turn:
+            self._enqueue_after_turn.discard(inbound.conversation_id)
+            if self.handoff is not None:
+                await self.handoff.enqueue(inbound.conversation_id)
 
-    async def _answer(self, conversation: Conversation, inbound: Inbound) -> None:
+    async def _answer(self, conversation: Conversation, inbound: Inbound, message_id: int) -> None:
         current = _lang_of(conversation)
         hint = inbound.lang or current
         lang = hint if inbound.text.startswith("/") else detect(inbound.text, hint)
@@ -267,12 +288,23 @@ class Hub:
             await self.conversations.set_language(conversation.id, lang)
             conversation.language = lang
         if conversation.state == ConversationState.CLOSED:
+            rating = _RATINGS.get(inbound.payload or inbound.text.strip())
+            if conversation.awaiting_rating and rating is not None:
+                await self._rate(conversation, rating)
+                return
             await self._set_state(conversation, ConversationState.BOT, None)
-        if conversation.state == ConversationState.QUEUED:
-            await self._emit(conversation, AuthorKind.SYSTEM, say("queued_notice", lang))
-        elif conversation.state == ConversationState.BOT:
+        if conversation.state in (ConversationState.QUEUED, ConversationState.ASSIGNED):
+            # From the handoff on, Rasa is not asked: the message is the agent's.
+            if self.handoff is not None:
+                await self.handoff.citizen_message(conversation.id, message_id)
+            return
+        if conversation.state == ConversationState.LEAVE_MESSAGE:
+            await self._register_message(conversation, inbound)
+            return
+        if conversation.state == ConversationState.BOT:
             # Typed text never reaches Rasa as a slash command: only buttons can do that.
-            text = inbound.payload or inbound.text.lstrip("/") or inbound.text
+            payload = inbound.payload if inbound.payload not in _RATINGS else None
+            text = payload or inbound.text.lstrip("/") or inbound.text
             try:
                 replies = await self._bot.converse(
                     conversation.id, text, channel=conversation.channel, lang=lang
@@ -283,6 +315,7 @@ class Hub:
                 )
                 await self._set_state(conversation, ConversationState.QUEUED, "bot_unavailable")
                 await self._emit(conversation, AuthorKind.SYSTEM, say("bot_unavailable", lang))
+                self._enqueue_after_turn.add(conversation.id)
             else:
                 for reply in replies:
                     await self._handle_reply(conversation, reply)
@@ -380,6 +413,95 @@ class Hub:
         if channel is not None:
             await channel.state_changed(conversation.id, state)
 
+    # ------------------------------------------------------- staff-side actions
+    async def post(
+        self,
+        conversation_id: str,
+        author: AuthorKind,
+        text: str,
+        buttons: tuple[Button, ...] = (),
+    ) -> Message:
+        """Store a message from staff or the system and deliver it (notes stay internal)."""
+        async with self._lock(conversation_id):
+            row = Message(
+                conversation_id=conversation_id,
+                author=author.value,
+                text=text,
+                buttons=[{"title": b.title, "payload": b.payload} for b in buttons] or None,
+                handled=True,
+            )
+            async with self.conversations.sessions() as session:
+                session.add(row)
+                await session.commit()
+            if author is not AuthorKind.NOTE:
+                conversation = await self.conversations.get(conversation_id)
+                channel = self.channels.get(conversation.channel) if conversation else None
+                if channel is not None:
+                    await channel.deliver(Outbound(conversation_id, author, text, buttons))
+            return row
+
+    async def say_to(self, conversation_id: str, key: str, **values: Any) -> Message | None:
+        """A system line from the catalogue, in the conversation's language."""
+        conversation = await self.conversations.get(conversation_id)
+        if conversation is None:
+            return None
+        return await self.post(
+            conversation_id, AuthorKind.SYSTEM, say(key, _lang_of(conversation), **values)
+        )
+
+    async def set_state(
+        self, conversation_id: str, state: ConversationState, reason: str | None = None
+    ) -> None:
+        conversation = await self.conversations.get(conversation_id)
+        if conversation is not None:
+            await self._set_state(conversation, state, reason or conversation.handoff_reason)
+
+    async def queue_position(self, conversation_id: str, position: int, eta: int) -> None:
+        conversation = await self.conversations.get(conversation_id)
+        channel = self.channels.get(conversation.channel) if conversation else None
+        if channel is not None:
+            await channel.queue_position(conversation_id, position, eta)
+
+    async def ask_rating(self, conversation_id: str) -> None:
+        conversation = await self.conversations.get(conversation_id)
+        if conversation is None:
+            return
+        lang = _lang_of(conversation)
+        buttons = tuple(Button(say(f"rate_{n}", lang), f"/rate_{n}") for n in (1, 2, 3))
+        await self.post(conversation_id, AuthorKind.SYSTEM, say("rate_question", lang), buttons)
+
+    async def _rate(self, conversation: Conversation, rating: int) -> None:
+        async with self.conversations.sessions() as session:
+            row = await session.get(Conversation, conversation.id)
+            assert row is not None
+            row.rating = rating
+            row.awaiting_rating = False
+            await session.commit()
+        conversation.awaiting_rating = False
+        log.info("rated", extra={"conversation_id": conversation.id, "rating": rating})
+        await self._emit(
+            conversation, AuthorKind.SYSTEM, say("rate_thanks", _lang_of(conversation))
+        )
+
+    async def _register_message(self, conversation: Conversation, inbound: Inbound) -> None:
+        """No agent came in time: the citizen's message becomes a ticket for a callback."""
+        lang = _lang_of(conversation)
+        case = await self.tickets.create(
+            kind=TicketKind.MESSAGE,
+            fields={"details": inbound.text, **self.open_fields(conversation)},
+            identity=None,
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            language=lang,
+            actor="hub",
+        )
+        await self._set_state(conversation, ConversationState.CLOSED, conversation.handoff_reason)
+        text = say("message_registered", lang, code=case.case_code, pin=case.pin)
+        masked = say(
+            "message_registered", lang, code=case.case_code, pin=say("pin_placeholder", lang)
+        )
+        await self._emit(conversation, AuthorKind.SYSTEM, text, stored_text=masked)
+
     # ---------------------------------------------------------------- commands
     async def _cmd_expect_sensitive(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
         async with self.conversations.sessions() as session:
@@ -394,11 +516,46 @@ class Hub:
 
     async def _cmd_handoff(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
         reason = str(cmd.get("reason") or "requested")
-        await self._set_state(
-            conversation,
-            ConversationState.QUEUED,
-            reason if reason in _HANDOFF_REASONS else "requested",
+        raw = cmd.get("fields")
+        fields = (
+            {str(k)[:64]: str(v)[:2000] for k, v in list(raw.items())[:40]}
+            if isinstance(raw, dict)
+            else {}
         )
+        await self._handoff(
+            conversation, reason if reason in _HANDOFF_REASONS else "requested", fields
+        )
+
+    async def _handoff(
+        self, conversation: Conversation, reason: str, fields: dict[str, str] | None = None
+    ) -> None:
+        """Keep what the bot learned (sealed), forget Rasa's copy, queue after the turn.
+
+        Fields come from the tracker's slots, and from the command when the action that
+        hands off has already cleared its slots (a form ending in a handoff).
+        """
+        self._misses.pop(conversation.id, None)
+        context = await self._bot.context(conversation.id)
+        collected = {**context.fields, **(fields or {})}
+        async with self.conversations.sessions() as session:
+            row = await session.get(Conversation, conversation.id)
+            assert row is not None
+            if collected:
+                blob = json.dumps(collected, ensure_ascii=False).encode()
+                row.fields_sealed = self._sealer.seal(blob, conversation.id)
+            row.intent = context.intent or row.intent
+            await session.commit()
+        conversation.intent = context.intent or conversation.intent
+        await self._set_state(conversation, ConversationState.QUEUED, reason)
+        self._purge_after_turn.add(conversation.id)
+        self._enqueue_after_turn.add(conversation.id)
+
+    def open_fields(self, conversation: Conversation) -> dict[str, str]:
+        """The form fields the bot collected before the handoff (staff only)."""
+        if conversation.fields_sealed is None:
+            return {}
+        data = json.loads(self._sealer.open(conversation.fields_sealed, conversation.id))
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     async def _cmd_create_ticket(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
         lang = _lang_of(conversation)
@@ -415,7 +572,7 @@ class Hub:
                     str(raw_identity.get("phone", ""))[:40],
                     str(raw_identity.get("id_number", ""))[:40],
                 )
-            case = await self._tickets.create(
+            case = await self.tickets.create(
                 kind=kind,
                 fields=fields,
                 identity=identity,
@@ -443,7 +600,7 @@ class Hub:
     async def _cmd_case_status(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
         lang = _lang_of(conversation)
         code, pin = str(cmd.get("code", "")), str(cmd.get("pin", ""))
-        result = await self._tickets.lookup(code, pin, conversation.id)
+        result = await self.tickets.lookup(code, pin, conversation.id)
         self._purge_after_turn.add(conversation.id)  # the PIN sat in a slot
         human = (Button(say("btn_human", lang), "/request_human"),)
         if result.outcome is LookupOutcome.FOUND and result.ticket is not None:
@@ -481,6 +638,14 @@ class Hub:
             mode=str(cmd.get("mode", "consult")),
             topic=str(cmd["topic"]) if cmd.get("topic") else None,
         )
+        if not answer.missed:
+            self._misses.pop(conversation.id, None)
+        else:
+            self._misses[conversation.id] = self._misses.get(conversation.id, 0) + 1
+            if self._misses[conversation.id] >= MAX_MISSES:
+                await self._emit(conversation, AuthorKind.BOT, say("gave_up_handoff", lang))
+                await self._handoff(conversation, "bot_gave_up")
+                return
         await self._emit(conversation, AuthorKind.BOT, answer.text, answer.buttons)
 
 

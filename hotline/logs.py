@@ -55,3 +55,5 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
     # aiohttp's access log would record query strings (KB searches); keep it at WARNING.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At DEBUG it logs bound SQL parameters: message text, tokens, hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

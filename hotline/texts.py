@@ -90,6 +90,44 @@ TEXTS: dict[str, dict[Lang, str]] = {
     "kind_complaint": {"zh": "控告", "en": "complaint"},
     "kind_appeal": {"zh": "申诉", "en": "appeal"},
     "kind_compensation": {"zh": "国家赔偿申请", "en": "state compensation claim"},
+    "kind_message": {"zh": "留言", "en": "message"},
+    "gave_up_handoff": {
+        "zh": "抱歉，我没能帮上忙。正在为您转接人工服务，请稍候。",
+        "en": "Sorry, I couldn't help with that. I'm passing you to a member of staff; please wait.",
+    },
+    "agent_joined": {
+        "zh": "人工客服{name}已接入，请问有什么可以帮您？",
+        "en": "{name} from our staff has joined. How can I help you?",
+    },
+    "agent_left": {
+        "zh": "您的会话已转给其他工作人员，请稍候。",
+        "en": "Your conversation has been passed to another member of staff. Please wait.",
+    },
+    "rate_question": {
+        "zh": "本次服务已结束。请您对本次服务进行评价：",
+        "en": "This conversation has ended. Please rate our service:",
+    },
+    "rate_1": {"zh": "1 非常满意", "en": "1 Very satisfied"},
+    "rate_2": {"zh": "2 满意", "en": "2 Satisfied"},
+    "rate_3": {"zh": "3 不满意", "en": "3 Dissatisfied"},
+    "rate_thanks": {
+        "zh": "感谢您的评价！如还有其他问题，可以随时留言。",
+        "en": "Thank you for your rating! Write again any time if you need more help.",
+    },
+    "leave_message": {
+        "zh": "抱歉，目前没有工作人员可以接听。请直接留言说明您的问题，我们会登记并尽快回复您。",
+        "en": "Sorry, no member of staff is free right now. Please leave a message describing "
+        "your question; we will register it and get back to you.",
+    },
+    "message_registered": {
+        "zh": "您的留言已登记。\n案件编号：{code}\n查询密码：{pin}\n请妥善保存，查询密码不会再次显示。",
+        "en": "Your message is registered.\nCase code: {code}\nPIN: {pin}\nKeep them safe: the "
+        "PIN will not be shown again.",
+    },
+    "blacklisted": {
+        "zh": "抱歉，我们暂时无法为您转接人工服务。如有紧急情况，请拨打110。",
+        "en": "Sorry, we cannot put you through to a member of staff. In an emergency, call 110.",
+    },
 }
 
 

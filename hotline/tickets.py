@@ -37,7 +37,9 @@ CHINA = ZoneInfo("Asia/Shanghai")
 
 # Fields the intake may send; anything else is dropped so a crafted payload can't
 # smuggle data (an identity, say) into the ticket text.
-TICKET_FIELDS = frozenset({"person", "unit", "position", "details", "time", "place", "evidence"})
+TICKET_FIELDS = frozenset(
+    {"person", "unit", "position", "details", "time", "place", "evidence", "summary"}
+)
 _MAX_FIELD = 4000
 
 
@@ -80,7 +82,7 @@ class TicketService:
         holidays: frozenset[str] = frozenset(),
     ) -> None:
         self._sessions = sessions
-        self._vault = vault
+        self.vault = vault
         self._holidays = holidays
         # Moderate cost: a 6-digit PIN has little entropy, so the hash is slow on purpose.
         self._hasher = PasswordHasher(time_cost=3, memory_cost=32768, parallelism=1)
@@ -95,6 +97,7 @@ class TicketService:
         conversation_id: str | None,
         channel: str,
         language: str,
+        actor: str = "bot",
     ) -> NewCase:
         pin = casecode.new_pin()
         pin_hash = await asyncio.to_thread(self._hasher.hash, pin)
@@ -105,7 +108,7 @@ class TicketService:
             async with self._sessions() as session:
                 identity_id = None
                 if identity is not None:
-                    row = self._vault.store(session, identity)
+                    row = self.vault.store(session, identity)
                     identity_id = row.id
                 ticket = Ticket(
                     kind=kind.value,
@@ -127,7 +130,7 @@ class TicketService:
                     continue
                 record(
                     session,
-                    "bot",
+                    actor,
                     "ticket.create",
                     "ticket",
                     ticket.id,

@@ -10,9 +10,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from agent_console.routes import add_routes as add_console_routes
 from channel_connectors.webchat.connector import WebChatChannel
+from hotline.accounts import bootstrap_admin
+from hotline.acd.service import AcdService
 from hotline.answers import KnowledgeAnswers
-from hotline.appkeys import ENGINE, HTTP, HUB, KB, RASA, SETTINGS
+from hotline.api import admin, conversations
+from hotline.api.agent_ws import AGENT_SOCKETS, AgentSockets, agent_socket
+from hotline.appkeys import ACD, ENGINE, HTTP, HUB, KB, RASA, SESSIONS, SETTINGS
+from hotline.auth import auth_middleware
 from hotline.bot import RasaClient, actions_healthy
 from hotline.config import Settings
 from hotline.conversations import ConversationStore
@@ -45,6 +51,9 @@ BUTTON_INTENTS = frozenset(
         "out_of_scope",
         "cancel",
         "skip",
+        "rate_1",
+        "rate_2",
+        "rate_3",
     }
 )
 
@@ -125,18 +134,26 @@ async def kb_search(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
     """Build the hub application; storage, HTTP clients and the KB start with the app."""
-    app = web.Application(middlewares=[security_headers], client_max_size=1 << 20)
+    app = web.Application(middlewares=[security_headers, auth_middleware], client_max_size=1 << 20)
     app[SETTINGS] = settings
     index = KnowledgeIndex(load_articles())
     app[KB] = index
     webchat = WebChatChannel(settings)
     webchat.add_routes(app)
+    app[AGENT_SOCKETS] = AgentSockets()
+
+    async def close_agent_sockets(app: web.Application) -> None:
+        await app[AGENT_SOCKETS].close_all()
+
+    app.on_shutdown.append(close_agent_sockets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         if run_migrations:
             await migrate(engine)
         sessions = sessionmaker(engine)
+        app[SESSIONS] = sessions
+        await bootstrap_admin(sessions, settings)
         http = aiohttp.ClientSession()
         rasa = RasaClient(http, settings.rasa_url, settings.rasa_token, settings.rasa_timeout)
         hub = Hub(
@@ -150,10 +167,17 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
             tracker=TrackerPurger(settings.rasa_tracker_url),
         )
         hub.channels.register(webchat)
+        acd = AcdService(
+            sessions, hub, timezone=settings.timezone, tick_seconds=settings.acd_tick_seconds
+        )
+        acd.push = app[AGENT_SOCKETS]
+        hub.handoff = acd
+        await acd.start()
         await hub.recover()
-        app[ENGINE], app[HTTP], app[RASA], app[HUB] = engine, http, rasa, hub
+        app[ENGINE], app[HTTP], app[RASA], app[HUB], app[ACD] = engine, http, rasa, hub, acd
         log.info("hub ready", extra={"articles": len(index.articles)})
         yield
+        await acd.stop()
         await hub.drain()
         await hub.close()
         await http.close()
@@ -162,4 +186,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/kb/search", kb_search)
+    admin.add_routes(app)
+    conversations.add_routes(app)
+    app.router.add_get("/ws/agent", agent_socket)
+    add_console_routes(app)
     return app

@@ -14,7 +14,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -24,6 +23,7 @@ from hotline.config import Settings
 from hotline.hub import Hub, InvalidInput
 from hotline.lang import Lang, parse
 from hotline.messages import Inbound, Outbound
+from hotline.origin import origin_allowed
 from hotline.store.models import Conversation, ConversationState, Message
 from hotline.texts import TEXTS, say
 
@@ -80,6 +80,7 @@ class WebChatChannel(OutputChannel):
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
 
     def add_routes(self, app: web.Application) -> None:
+        app.on_shutdown.append(self._close_sockets)
         app.router.add_get("/", self.index)
         app.router.add_get("/widget.js", self.widget)
         app.router.add_get("/ws/chat", self.websocket)
@@ -92,6 +93,12 @@ class WebChatChannel(OutputChannel):
             STATIC / "widget.js",
             headers={"Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"},
         )
+
+    async def _close_sockets(self, _app: web.Application) -> None:
+        """Close open chats at shutdown so the server need not wait for them."""
+        for sockets in list(self._sockets.values()):
+            for ws in list(sockets):
+                await ws.close(code=1001, message=b"server shutdown")
 
     # ------------------------------------------------------------- delivery
     async def deliver(self, message: Outbound) -> None:
@@ -107,6 +114,11 @@ class WebChatChannel(OutputChannel):
     async def state_changed(self, conversation_id: str, state: ConversationState) -> None:
         await self._broadcast(conversation_id, {"type": "state", "state": state.value})
 
+    async def queue_position(self, conversation_id: str, position: int, eta_seconds: int) -> None:
+        await self._broadcast(
+            conversation_id, {"type": "queue", "position": position, "eta_seconds": eta_seconds}
+        )
+
     async def busy(self, conversation_id: str, busy: bool) -> None:
         await self._broadcast(conversation_id, {"type": "typing", "on": busy})
 
@@ -120,17 +132,8 @@ class WebChatChannel(OutputChannel):
                     log.info("delivery to a closing socket skipped")
 
     # ------------------------------------------------------------ websocket
-    def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser; browsers always send Origin on WebSocket upgrades
-        parts = urlsplit(origin)
-        if f"{parts.scheme}://{parts.netloc}" in self._settings.allowed_origins:
-            return True
-        return parts.netloc == request.host
-
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        if not self._origin_allowed(request):
+        if not origin_allowed(request, self._settings.allowed_origins):
             log.warning(
                 "websocket origin rejected", extra={"origin": request.headers.get("Origin")}
             )
@@ -177,6 +180,8 @@ class WebChatChannel(OutputChannel):
                     message_id = frame.get("id") if exc.code != "rate_limited" else None
                     lang = parse(conversation.language) if conversation else None
                     await self._error(ws, exc.code, self._explain(exc, lang), message_id)
+                except ConnectionResetError:
+                    break  # the citizen went away mid-frame; what was stored stays stored
         finally:
             if conversation is not None:
                 sockets = self._sockets.get(conversation.id)
@@ -227,8 +232,11 @@ class WebChatChannel(OutputChannel):
             }
         )
         if resumed:
-            history = await hub.conversations.history(conversation.id)
+            history = await hub.conversations.history(conversation.id, citizen_view=True)
             await ws.send_json({"type": "history", "messages": [_history_item(m) for m in history]})
+            place = hub.handoff.position(conversation.id) if hub.handoff else None
+            if place is not None:
+                await ws.send_json({"type": "queue", "position": place[0], "eta_seconds": place[1]})
         else:
             hub.greet(conversation.id)
         return conversation
@@ -257,8 +265,10 @@ class WebChatChannel(OutputChannel):
         ack: dict[str, Any] = {"type": "ack", "id": client_id}
         if accepted.duplicate:
             ack["duplicate"] = True
-        await ws.send_json(ack)
-        hub.dispatch(inbound, accepted)
+        try:
+            await ws.send_json(ack)
+        finally:
+            hub.dispatch(inbound, accepted)  # stored: it is answered even if the socket died
 
     def _explain(self, exc: Exception, lang: Lang | None) -> str:
         """What the citizen reads: their language for what they can fix, else the reason."""

@@ -56,6 +56,8 @@ class ConversationState(enum.StrEnum):
     BOT = "bot"
     QUEUED = "queued"
     ASSIGNED = "assigned"
+    # No agent came in time: the citizen's next message becomes a ticket.
+    LEAVE_MESSAGE = "leave_message"
     CLOSED = "closed"
 
 
@@ -64,6 +66,14 @@ class AuthorKind(enum.StrEnum):
     BOT = "bot"
     AGENT = "agent"
     SYSTEM = "system"
+    NOTE = "note"  # staff-only (transfer notes); never shown to the citizen
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    EDITOR = "editor"
+    ADMIN = "admin"
 
 
 class TicketKind(enum.StrEnum):
@@ -71,6 +81,7 @@ class TicketKind(enum.StrEnum):
     COMPLAINT = "complaint"
     APPEAL = "appeal"
     COMPENSATION = "compensation"
+    MESSAGE = "message"  # left for a callback when no agent was free
 
 
 class TicketStatus(enum.StrEnum):
@@ -105,6 +116,7 @@ class Contact(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     channel: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(128))
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -119,6 +131,19 @@ class Conversation(Base):
     handoff_reason: Mapped[str | None] = mapped_column(String(64))
     resume_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     expect_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    org_unit_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
+    # Handoff context: the last detected intent, and the form fields the bot had
+    # collected, sealed (they may hold identity) and opened only for the agent console.
+    intent: Mapped[str | None] = mapped_column(String(64))
+    fields_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    queue_id: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    queued_at: Mapped[dt.datetime | None] = mapped_column()
+    assigned_at: Mapped[dt.datetime | None] = mapped_column()
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    awaiting_rating: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -192,3 +217,123 @@ class LookupThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure: Mapped[dt.datetime | None] = mapped_column()
     locked_until: Mapped[dt.datetime | None] = mapped_column()
+
+
+class OrgUnit(Base):
+    """A province-level centre, or a city-level unit below one."""
+
+    __tablename__ = "org_unit"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("org_unit.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    org_unit_id: Mapped[str] = mapped_column(ForeignKey("org_unit.id"))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    capacity: Mapped[int] = mapped_column(Integer, default=3)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UserSession(Base):
+    """A signed-in browser. Only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "user_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("app_user.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Queue(Base):
+    """A skill group. Routing picks the most specific queue for intent, language and unit."""
+
+    __tablename__ = "acd_queue"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_unit_id: Mapped[str] = mapped_column(ForeignKey("org_unit.id"))
+    strategy: Mapped[str] = mapped_column(String(20), default="longest_idle")
+    language: Mapped[str | None] = mapped_column(String(8))
+    intents: Mapped[list[str] | None] = mapped_column(JSON)
+    overflow_to: Mapped[str | None] = mapped_column(String(64))
+    overflow_after: Mapped[int | None] = mapped_column(Integer)
+    max_wait: Mapped[int | None] = mapped_column(Integer)
+    offer_timeout: Mapped[int] = mapped_column(Integer, default=30)
+    wrap_up: Mapped[int] = mapped_column(Integer, default=0)
+    sticky_window: Mapped[int] = mapped_column(Integer, default=0)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class QueueMember(Base):
+    __tablename__ = "acd_queue_member"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("app_user.id"), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(ForeignKey("acd_queue.id"), primary_key=True)
+    penalty: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"weekdays": [0..6], "start": "09:00", "end": "17:00"}]; empty or null = always.
+    schedule: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AgentStatus(Base):
+    """An agent's chosen presence, restored after a restart."""
+
+    __tablename__ = "acd_agent_status"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("app_user.id"), primary_key=True)
+    presence: Mapped[str] = mapped_column(String(16), default="offline")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AcdContact(Base):
+    """A conversation inside ACD (waiting or assigned); the row goes when it leaves."""
+
+    __tablename__ = "acd_contact"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversation.id"), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(8), default="chat")
+    arrived_at: Mapped[dt.datetime] = mapped_column()
+    entered_queue_at: Mapped[dt.datetime] = mapped_column()
+    visited: Mapped[list[str]] = mapped_column(JSON)
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    target_agent_id: Mapped[str | None] = mapped_column(String(36))
+    last_agent_id: Mapped[str | None] = mapped_column(String(36))
+    overflowed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Blacklist(Base):
+    """Contacts refused service (abusive callers). Keyed by contact id."""
+
+    __tablename__ = "blacklist"
+
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contact.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CannedReply(Base):
+    __tablename__ = "canned_reply"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_unit_id: Mapped[str] = mapped_column(ForeignKey("org_unit.id"))
+    language: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)

@@ -123,7 +123,10 @@
       launcherClose: "收起在线咨询",
       langToggle: "EN",
       langToggleLabel: "Switch to English",
-      agent: "人工客服",
+      agent: "客服",
+      queueLine: "您当前排在第 {n} 位，预计等待约 {m} 分钟",
+      queueLineNoEta: "您当前排在第 {n} 位",
+      agentJoined: "人工客服已接入",
       pending: "发送中",
       sent: "已送达",
       failed: "发送失败",
@@ -147,6 +150,9 @@
       langToggle: "中文",
       langToggleLabel: "切换到中文",
       agent: "Agent",
+      queueLine: "You are number {n} in the queue, about {m} min",
+      queueLineNoEta: "You are number {n} in the queue",
+      agentJoined: "An agent has joined",
       pending: "Sending",
       sent: "Delivered",
       failed: "Not delivered",
@@ -188,10 +194,14 @@
   var mounted = false;
   var started = false;        // connection lifecycle started
   var bubbles = {};           // client id -> citizen bubble element
+  var queueInfo = null;       // last {position, eta_seconds} while queued
 
   var host, root, els = {};
 
   function t(k) { return (STRINGS[lang] && STRINGS[lang][k]) || STRINGS.en[k] || k; }
+  function tf(k, args) {
+    return t(k).replace(/\{(\w+)\}/g, function (m, name) { return args[name] == null ? "" : String(args[name]); });
+  }
 
   // ---------------------------------------------------------------------
   // DOM helpers (no innerHTML anywhere)
@@ -284,15 +294,18 @@
     ".typing{flex:none;padding:2px 14px 6px;font-size:12px;color:#6b7280;}",
     ".typing[hidden]{display:none;}",
     ".banner{flex:none;padding:7px 14px;font-size:12.5px;color:#0f4c81;background:#e6f0fb;border-bottom:1px solid #cfe0f3;}",
+    ".queue{flex:none;padding:5px 14px;font-size:12.5px;color:#0f4c81;background:#f2f7fd;border-bottom:1px solid #cfe0f3;}",
+    ".joined{flex:none;padding:6px 14px;font-size:12.5px;color:#15351f;background:#e8f5ec;border-bottom:1px solid #c7e6d1;}",
     ".messages{flex:1;min-height:0;overflow-y:auto;overscroll-behavior:contain;padding:14px 12px 8px;background:#f5f7fa;display:flex;flex-direction:column;gap:8px;scroll-behavior:smooth;}",
     ".row{display:flex;flex-direction:column;align-items:flex-start;max-width:100%;}",
     ".row.from-citizen{align-items:flex-end;}",
     ".row.from-system{align-items:center;}",
     ".sender{font-size:11px;color:#5a6b7d;margin:0 0 2px 4px;}",
+    ".row.from-agent .sender{color:#1e7b45;font-weight:600;}",
     ".msg{max-width:85%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;}",
     ".msg a{color:inherit;text-decoration:underline;}",
     ".msg[data-from=bot]{background:#fff;color:#1f2933;border:1px solid #e1e7ef;border-bottom-left-radius:4px;}",
-    ".msg[data-from=agent]{background:#e8f5ec;color:#15351f;border:1px solid #c7e6d1;border-bottom-left-radius:4px;}",
+    ".msg[data-from=agent]{background:#e8f5ec;color:#15351f;border:1px solid #c7e6d1;border-left:3px solid #1e7b45;border-bottom-left-radius:4px;}",
     ".msg[data-from=citizen]{background:#1a4f8b;color:#fff;border-bottom-right-radius:4px;transition:opacity .2s;}",
     ".msg[data-from=citizen][data-state=pending]{opacity:.55;}",
     ".msg[data-from=citizen][data-state=sent]::after{content:\"\\00a0\\2713\";font-size:11px;opacity:.8;}",
@@ -373,6 +386,8 @@
     els.privacy = h("p", { className: "privacy", "data-testid": "hotline-privacy" });
     els.status = h("div", { className: "status", "data-testid": "hotline-status", role: "status", "data-state": "idle", hidden: true });
     els.banner = h("div", { className: "banner", "data-testid": "hotline-banner", role: "status", hidden: true });
+    els.queue = h("div", { className: "queue", "data-testid": "hotline-queue", role: "status", hidden: true });
+    els.joined = h("div", { className: "joined", "data-testid": "hotline-agent-joined", role: "status", hidden: true });
     els.typing = h("div", { className: "typing", "data-testid": "hotline-typing", hidden: true });
     els.messages = h("div", {
       className: "messages", "data-testid": "hotline-messages",
@@ -406,7 +421,7 @@
     els.panel = h("div", {
       className: "panel", id: "hotline-panel", "data-testid": "hotline-panel",
       role: "dialog", "aria-labelledby": "hotline-title", hidden: true
-    }, [header, els.privacy, els.status, els.banner, els.messages, els.typing, composer]);
+    }, [header, els.privacy, els.status, els.banner, els.queue, els.joined, els.messages, els.typing, composer]);
     els.panel.addEventListener("keydown", function (e) {
       if (e.key === "Escape" || e.key === "Esc") { e.stopPropagation(); api.close(); els.launcher.focus(); }
     });
@@ -447,6 +462,8 @@
     els.launcher.setAttribute("aria-label", isOpen ? t("launcherClose") : t("launcher"));
     els.launcher.setAttribute("title", isOpen ? t("launcherClose") : t("launcher"));
     els.banner.textContent = t("queued");
+    els.joined.textContent = t("agentJoined");
+    renderQueue();
     setStatus(els.status.getAttribute("data-state"));
     updateBadge();
     // Localised fragments inside already-rendered messages.
@@ -473,10 +490,25 @@
   function applyConvState(state) {
     if (typeof state !== "string") return;
     convState = state;
+    if (state !== "queued") queueInfo = null; // a new queue frame comes if queued again
     if (mounted) {
       els.banner.hidden = state !== "queued";
+      els.joined.hidden = state !== "assigned";
       els.panel.setAttribute("data-conversation-state", state);
+      renderQueue();
     }
+  }
+
+  // "You are number n in the queue": only while queued and once the hub sent a position.
+  function renderQueue() {
+    if (!mounted) return;
+    var q = queueInfo;
+    if (convState !== "queued" || !q) { els.queue.hidden = true; return; }
+    var eta = Number(q.eta_seconds);
+    els.queue.textContent = eta > 0
+      ? tf("queueLine", { n: q.position, m: Math.max(1, Math.ceil(eta / 60)) })
+      : tf("queueLineNoEta", { n: q.position });
+    els.queue.hidden = false;
   }
 
   function updateBadge() {
@@ -784,6 +816,13 @@
       }
       case "state": {
         applyConvState(msg.state);
+        break;
+      }
+      case "queue": {
+        var pos = Number(msg.position);
+        if (!isFinite(pos) || pos < 0) break;
+        queueInfo = { position: Math.floor(pos), eta_seconds: msg.eta_seconds };
+        renderQueue();
         break;
       }
       case "typing": {

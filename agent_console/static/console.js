@@ -1,0 +1,1142 @@
+/*!
+ * hotline agent console (/console/).
+ *
+ * One page, several chats at once in tabs. State comes from the staff API and the
+ * /ws/agent socket (docs/agent-api.md). Every string shown comes from the i18n
+ * table; every piece of data is inserted as text (see common.js).
+ */
+(function () {
+  "use strict";
+
+  var HL = window.HL;
+  var t = HL.t, tr = HL.tr, h = HL.h, api = HL.api;
+
+  var STATES = ["ready", "break", "offline"];                 // what an agent may pick
+  var BREAK_REASONS = ["meal", "training", "rest", "other"];
+  var DISPOSITIONS = ["resolved", "info_given", "ticket_created", "referred", "no_response", "abusive"];
+  var TICKET_KINDS = ["report", "complaint", "appeal", "compensation"];
+  var ACK_TIMEOUT = 8000;   // no ack on the socket by then: send over HTTP (same client id)
+
+  // ---------------------------------------------------------------------
+  // Page state
+  // ---------------------------------------------------------------------
+  var socket = null;
+  var status = { state: "offline", reason: null, since: new Date() };
+  var offers = {};          // conversation id -> offer card state
+  var convs = {};           // conversation id -> tab state
+  var activeId = null;
+  var pending = {};         // client message id -> {conv, bubble, timer}
+  var cannedCache = {};     // lang -> Promise<list>
+  var queuesPromise = null; // Promise<list> of queues for the transfer form
+  var ticker = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  // ---------------------------------------------------------------------
+  // Alerting: a beep made with WebAudio and a flashing title
+  // ---------------------------------------------------------------------
+  var audio = null;
+
+  // Browsers only let an AudioContext start after a user gesture, so it is created
+  // on the first click/key press and reused for every offer after that.
+  function unlockAudio() {
+    var AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) return;
+    try {
+      if (!audio) audio = new AC();
+      if (audio.state === "suspended") audio.resume().catch(function () { /* stays silent */ });
+    } catch (e) { audio = null; }
+  }
+  document.addEventListener("pointerdown", unlockAudio, true);
+  document.addEventListener("keydown", unlockAudio, true);
+
+  function beep() {
+    if (!audio || audio.state !== "running") return;
+    var now = audio.currentTime;
+    [0, 0.25].forEach(function (offset) {
+      var osc = audio.createOscillator();
+      var gain = audio.createGain();
+      osc.type = "sine";
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, now + offset);
+      gain.gain.exponentialRampToValueAtTime(0.25, now + offset + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + offset + 0.18);
+      osc.connect(gain);
+      gain.connect(audio.destination);
+      osc.start(now + offset);
+      osc.stop(now + offset + 0.2);
+    });
+  }
+
+  var flashTimer = null, flashOn = false;
+
+  function baseTitle() { return t("consoleTitle"); }
+
+  function updateTitleFlash() {
+    var any = Object.keys(offers).some(function (id) { return !offers[id].dead; });
+    if (any && !flashTimer) {
+      flashTimer = setInterval(function () {
+        flashOn = !flashOn;
+        document.title = flashOn ? t("titleFlash") : baseTitle();
+      }, 1000);
+    } else if (!any && flashTimer) {
+      clearInterval(flashTimer);
+      flashTimer = null;
+      flashOn = false;
+      document.title = baseTitle();
+    }
+  }
+
+  // ---------------------------------------------------------------------
+  // Agent status
+  // ---------------------------------------------------------------------
+  function applyStatus(s) {
+    if (!s || typeof s.state !== "string") return;
+    status = { state: s.state, reason: s.reason || null, since: HL.parseTime(s.since) || new Date() };
+    if (STATES.indexOf(status.state) >= 0) $("status-select").value = status.state;
+    if (status.state === "break" && BREAK_REASONS.indexOf(status.reason) >= 0) $("break-reason").value = status.reason;
+    $("break-reason").classList.toggle("inactive", status.state !== "break");
+    renderStatus();
+  }
+
+  function renderStatus() {
+    var el = $("status-current");
+    el.setAttribute("data-state", status.state);
+    el.setAttribute("data-reason", status.reason || "");
+    var text = HL.tOr("state_" + status.state, status.state);
+    if (status.reason) text = t("withReason", { s: text, r: HL.tOr("reason_" + status.reason, status.reason) });
+    el.textContent = text + " · " + HL.fmtDuration((Date.now() - status.since.getTime()) / 1000);
+  }
+
+  function postStatus() {
+    var state = $("status-select").value;
+    var body = { status: state };
+    if (state === "break") body.reason = $("break-reason").value;
+    HL.say($("status-error"), "");
+    api("POST", "/api/agents/me/status", body).then(function (r) {
+      if (!r.ok) {
+        HL.say($("status-error"), HL.errorText(r));
+        applyStatus({ state: status.state, reason: status.reason, since: status.since.toISOString() });
+        return;
+      }
+      var s = r.data && (r.data.status || r.data);
+      if (s && typeof s.state === "string") applyStatus(s);
+      else applyStatus({ state: state, reason: body.reason || null, since: new Date().toISOString() });
+    });
+  }
+
+  // ---------------------------------------------------------------------
+  // Offers
+  // ---------------------------------------------------------------------
+  function showOffer(o) {
+    if (!o || o.conversation_id == null) return;
+    var id = String(o.conversation_id);
+    if (convs[id] && convs[id].mode === "live") return; // already ours
+    var existing = offers[id];
+    if (existing) existing.card.remove();
+    var offer = { id: id, data: o, received: Date.now(), expires: HL.parseTime(o.expires_at), els: {} };
+    offers[id] = offer;
+    offer.card = buildOfferCard(offer);
+    $("offers").appendChild(offer.card);
+    renderOfferTimes(offer);
+    // The hello frame's offer may carry only ids: fill in the rest from the conversation.
+    if (o.channel === undefined && o.preview === undefined) enrichOffer(offer);
+    beep();
+    updateTitleFlash();
+  }
+
+  function offerRow(labelKey, valueEl) {
+    return h("div", { className: "kv" }, [h("span", { className: "k", i18n: labelKey }), valueEl]);
+  }
+
+  function buildOfferCard(offer) {
+    var els = offer.els;
+    els.channel = h("span", { className: "v", testid: "offer-channel" });
+    els.language = h("span", { className: "v", testid: "offer-language" });
+    els.intent = h("span", { className: "v", testid: "offer-intent" });
+    els.waiting = h("span", { className: "v", testid: "offer-waiting" });
+    els.countdown = h("span", { className: "v countdown", testid: "offer-countdown" });
+    els.preview = h("blockquote", { className: "preview", testid: "offer-preview" });
+    els.error = h("p", { className: "error", testid: "offer-error", role: "alert", hidden: true });
+    els.accept = h("button", { type: "button", className: "primary", testid: "offer-accept", i18n: "accept", onclick: function () { acceptOffer(offer); } });
+    els.reject = h("button", { type: "button", testid: "offer-reject", i18n: "reject", onclick: function () { rejectOffer(offer); } });
+    els.dismiss = h("button", { type: "button", testid: "offer-dismiss", i18n: "dismiss", hidden: true, onclick: function () { removeOffer(offer.id); } });
+    fillOffer(offer);
+    return h("article", { className: "offer", testid: "offer", "data-conversation-id": offer.id, role: "alert" }, [
+      h("h3", { i18n: "offerTitle" }),
+      h("div", { className: "offer-grid" }, [
+        offerRow("channel", els.channel), offerRow("language", els.language), offerRow("intent", els.intent),
+        offerRow("waiting", els.waiting), offerRow("expiresIn", els.countdown)
+      ]),
+      els.preview,
+      els.error,
+      h("div", { className: "actions" }, [els.accept, els.reject, els.dismiss])
+    ]);
+  }
+
+  function fillOffer(offer) {
+    var o = offer.data, els = offer.els;
+    labelled(els.channel, "channel_", o.channel);
+    labelled(els.language, "lang_", o.language);
+    labelled(els.intent, "intent_", o.intent);
+    els.preview.textContent = o.preview == null ? "" : String(o.preview);
+    els.preview.hidden = !o.preview;
+  }
+
+  function enrichOffer(offer) {
+    api("GET", "/api/conversations/" + encodeURIComponent(offer.id)).then(function (r) {
+      if (!r.ok || !r.data || !r.data.conversation || offers[offer.id] !== offer) return;
+      var c = r.data.conversation;
+      var o = offer.data;
+      o.channel = c.channel; o.language = c.language; o.intent = c.intent; o.preview = c.last_text;
+      var queued = HL.parseTime(c.queued_at);
+      if (queued && o.waiting_seconds == null) { o.waiting_seconds = (Date.now() - queued.getTime()) / 1000; offer.received = Date.now(); }
+      fillOffer(offer);
+      renderOfferTimes(offer);
+    });
+  }
+
+  function renderOfferTimes(offer) {
+    var o = offer.data, els = offer.els;
+    if (o.waiting_seconds != null) {
+      els.waiting.textContent = HL.fmtDuration(Number(o.waiting_seconds) + (Date.now() - offer.received) / 1000);
+    } else {
+      els.waiting.textContent = "—";
+    }
+    if (offer.expires) {
+      var left = Math.max(0, Math.ceil((offer.expires.getTime() - Date.now()) / 1000));
+      if (left > 0) tr(els.countdown, "seconds", { n: left });
+      else tr(els.countdown, "expired");
+      els.countdown.classList.toggle("urgent", left <= 5);
+    } else {
+      els.countdown.textContent = "—";
+    }
+  }
+
+  function offerFailed(offer, r) {
+    var els = offer.els;
+    HL.say(els.error, HL.errorText(r));
+    // taken / gone / not_offered: this offer is over; anything else may be retried.
+    if (r.status === 409 || r.status === 404) {
+      offer.dead = true;
+      els.accept.hidden = true;
+      els.reject.hidden = true;
+      els.dismiss.hidden = false;
+      offer.card.classList.add("dead");
+      updateTitleFlash();
+    } else {
+      els.accept.disabled = false;
+      els.reject.disabled = false;
+    }
+  }
+
+  function acceptOffer(offer) {
+    offer.els.accept.disabled = true;
+    offer.els.reject.disabled = true;
+    HL.say(offer.els.error, "");
+    api("POST", "/api/conversations/" + encodeURIComponent(offer.id) + "/accept", {}).then(function (r) {
+      if (!r.ok) { offerFailed(offer, r); return; }
+      removeOffer(offer.id);
+      openConversation(offer.id, "live", true);
+    });
+  }
+
+  function rejectOffer(offer) {
+    offer.els.accept.disabled = true;
+    offer.els.reject.disabled = true;
+    api("POST", "/api/conversations/" + encodeURIComponent(offer.id) + "/reject", {}).then(function (r) {
+      if (!r.ok) { offerFailed(offer, r); return; }
+      removeOffer(offer.id);
+    });
+  }
+
+  function removeOffer(id) {
+    var offer = offers[id];
+    if (!offer) return;
+    offer.card.remove();
+    delete offers[id];
+    updateTitleFlash();
+  }
+
+  /** Text for a value that has a translation under prefix+value, else the raw value. */
+  function labelled(el, prefix, value) {
+    if (value != null && value !== "" && HL.has(prefix + value)) { tr(el, prefix + value); return; }
+    el.removeAttribute("data-i18n");
+    el.textContent = value == null || value === "" ? "—" : String(value);
+  }
+
+  // ---------------------------------------------------------------------
+  // Conversation tabs
+  // ---------------------------------------------------------------------
+  /**
+   * Open (or focus) the tab for a conversation. mode: "live" (we hold it),
+   * "readonly" (history), "wrapup" (closed, not dismissed), "unassigned" (taken away).
+   */
+  function openConversation(id, mode, focus) {
+    id = String(id);
+    var conv = convs[id];
+    if (!conv) {
+      conv = createConversation(id, mode);
+      convs[id] = conv;
+      $("tabs").appendChild(conv.tab);
+      $("panels").appendChild(conv.panel);
+      loadConversation(conv);
+    } else if (mode === "live" && conv.mode !== "live") {
+      setMode(conv, "live");
+      loadConversation(conv);
+    }
+    if (focus || !activeId) activate(id);
+    updateEmpty();
+    return conv;
+  }
+
+  function createConversation(id, mode) {
+    var conv = { id: id, mode: mode, detail: null, seen: {}, live: [], els: {}, ticketCreated: false };
+    conv.tab = buildTab(conv);
+    conv.panel = buildPanel(conv);
+    setMode(conv, mode);
+    return conv;
+  }
+
+  function buildTab(conv) {
+    var label = h("span", { className: "tab-label" });
+    var close = h("button", {
+      type: "button", className: "tab-close", testid: "conv-tab-close", text: "×",
+      i18nLabel: "closeTab",
+      onclick: function (ev) { ev.stopPropagation(); dismiss(conv); }
+    });
+    conv.els.tabLabel = label;
+    conv.els.tabClose = close;
+    var tab = h("div", {
+      className: "tab", role: "tab", tabindex: "0", testid: "conv-tab", "data-conversation-id": conv.id,
+      onclick: function () { activate(conv.id); },
+      onkeydown: function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); activate(conv.id); } }
+    }, [h("span", { className: "dot", "aria-hidden": "true" }), label, close]);
+    renderTabLabel(conv);
+    return tab;
+  }
+
+  function renderTabLabel(conv) {
+    var c = conv.detail && conv.detail.conversation;
+    var name = t("convShort", { id: conv.id.slice(0, 8) });
+    if (c && c.intent) name += " · " + HL.tOr("intent_" + c.intent, c.intent);
+    conv.els.tabLabel.textContent = name;
+    conv.els.tabLabel.setAttribute("title", conv.id);
+  }
+
+  function activate(id) {
+    activeId = id;
+    Object.keys(convs).forEach(function (k) {
+      var on = k === id;
+      convs[k].tab.classList.toggle("active", on);
+      convs[k].tab.setAttribute("aria-selected", on ? "true" : "false");
+      convs[k].panel.hidden = !on;
+      if (on) convs[k].tab.classList.remove("unread");
+    });
+  }
+
+  function dismiss(conv) {
+    if (conv.mode === "live") return; // a held chat is closed with the close form
+    conv.tab.remove();
+    conv.panel.remove();
+    delete convs[conv.id];
+    if (activeId === conv.id) {
+      activeId = null;
+      var rest = Object.keys(convs);
+      if (rest.length) activate(rest[rest.length - 1]);
+    }
+    updateEmpty();
+  }
+
+  function updateEmpty() { $("no-chats").hidden = Object.keys(convs).length > 0; }
+
+  /** Switch a tab's mode; notice is an i18n key shown above the transcript. */
+  function setMode(conv, mode, notice) {
+    conv.mode = mode;
+    conv.tab.setAttribute("data-mode", mode);
+    conv.panel.setAttribute("data-mode", mode);
+    conv.els.tabClose.hidden = mode === "live";
+    var live = mode === "live";
+    conv.els.composer.hidden = !live;
+    conv.els.transfer.hidden = !live;
+    conv.els.close.hidden = !live;
+    conv.els.ticketForm.hidden = !(live || mode === "wrapup");
+    conv.els.ticket.hidden = conv.els.ticketForm.hidden && conv.els.ticketInfo.hidden;
+    conv.els.wrapup.hidden = mode !== "wrapup";
+    var badge = conv.els.modeBadge;
+    if (mode === "live") { badge.hidden = true; badge.removeAttribute("data-i18n"); }
+    else { badge.hidden = false; tr(badge, "mode_" + mode); }
+    if (notice) HL.sayKey(conv.els.modeNotice, notice);
+    else if (mode === "live") HL.say(conv.els.modeNotice, "");
+  }
+
+  // --------------------------------------------------------------- panel
+  function section(titleKey, testid, children) {
+    return h("section", { className: "box", testid: testid }, [h("h4", { i18n: titleKey })].concat(children));
+  }
+
+  function buildPanel(conv) {
+    var els = conv.els;
+    els.modeBadge = h("span", { className: "mode-badge", testid: "conv-mode", hidden: true });
+    els.meta = h("span", { className: "meta", testid: "conv-meta" });
+    els.intent = h("div", { className: "intent", testid: "intent" });
+    els.queue = h("div", { className: "queue-position", testid: "queue-position", hidden: true });
+    els.modeNotice = h("p", { className: "notice", testid: "conv-notice", role: "status", hidden: true });
+    els.loadError = h("p", { className: "error", testid: "conv-error", role: "alert", hidden: true });
+    els.transcript = h("div", { className: "transcript", testid: "transcript", role: "log", "aria-live": "polite" });
+
+    els.wrapup = h("div", { className: "wrapup", testid: "wrapup-notice", role: "status", hidden: true }, [
+      h("span", { className: "wrapup-text" }),
+      h("button", { type: "button", testid: "wrapup-dismiss", i18n: "dismissTab", onclick: function () { dismiss(conv); } })
+    ]);
+    els.composer = buildComposer(conv);
+
+    var head = h("header", { className: "conv-head" }, [
+      h("div", { className: "conv-title" }, [h("strong", { text: conv.id }), els.modeBadge, els.meta]),
+      els.intent, els.queue
+    ]);
+    var main = h("div", { className: "conv-main" }, [els.modeNotice, els.loadError, els.transcript, els.wrapup, els.composer]);
+
+    els.fields = h("div", { className: "fields", testid: "fields" });
+    els.identity = buildIdentity(conv);
+    els.history = h("div", { className: "contact-history", testid: "contact-history" });
+    els.suggestions = h("ul", { className: "suggestions", testid: "suggestions" });
+    els.ticket = buildTicket(conv);
+    els.transfer = buildTransfer(conv);
+    els.close = buildClose(conv);
+    var side = h("div", { className: "conv-side" }, [
+      section("fieldsTitle", "fields-box", [els.fields]),
+      els.identity,
+      section("historyContact", "contact-box", [els.history]),
+      section("suggestionsTitle", "suggestions-box", [els.suggestions]),
+      buildKb(conv),
+      els.ticket,
+      els.transfer,
+      els.close
+    ]);
+    return h("div", { className: "conv-panel", role: "tabpanel", testid: "conv-panel", "data-conversation-id": conv.id, hidden: true }, [
+      head, h("div", { className: "conv-body" }, [main, side])
+    ]);
+  }
+
+  function buildComposer(conv) {
+    var els = conv.els;
+    els.canned = h("select", { testid: "canned-select", i18nLabel: "cannedLabel" }, [
+      HL.option("", "", "cannedPlaceholder")
+    ]);
+    els.canned.addEventListener("change", function () {
+      var item = els.cannedItems && els.cannedItems[Number(els.canned.value)];
+      if (item) insertText(conv, item.text);
+      els.canned.value = "";
+    });
+    els.reply = h("textarea", {
+      testid: "reply-input", rows: "3", maxlength: "2000",
+      i18nPlaceholder: "replyPlaceholder",
+      i18nLabel: "replyLabel"
+    });
+    els.reply.addEventListener("keydown", function (ev) {
+      // Enter sends, Shift+Enter is a new line; never while an IME is composing.
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+        ev.preventDefault();
+        sendReply(conv);
+      }
+    });
+    els.send = h("button", { type: "button", className: "primary", testid: "reply-send", i18n: "send", onclick: function () { sendReply(conv); } });
+    els.sendError = h("p", { className: "error", testid: "reply-error", role: "alert", hidden: true });
+    loadCanned(conv);
+    return h("div", { className: "composer" }, [
+      h("div", { className: "composer-tools" }, [els.canned]),
+      h("div", { className: "composer-row" }, [els.reply, els.send]),
+      els.sendError
+    ]);
+  }
+
+  function buildKb(conv) {
+    var input = h("input", {
+      type: "search", testid: "kb-search-input", maxlength: "500",
+      i18nPlaceholder: "kbPlaceholder",
+      i18nLabel: "kbTitle"
+    });
+    var results = h("ul", { className: "kb-results", testid: "kb-results" });
+    var msg = h("p", { className: "muted", hidden: true });
+    var form = h("form", { className: "inline-form" }, [
+      input, h("button", { type: "submit", testid: "kb-search-submit", i18n: "search" })
+    ]);
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      kbSearch(conv, input.value.trim(), results, msg);
+    });
+    return section("kbTitle", "kb-box", [form, msg, results]);
+  }
+
+  function buildIdentity(conv) {
+    var els = conv.els;
+    els.identityState = h("p", { className: "muted", testid: "identity-state" });
+    els.identityReveal = h("button", { type: "button", testid: "identity-reveal", i18n: "identityReveal", hidden: true, onclick: function () { revealIdentity(conv); } });
+    els.identityValue = h("div", { className: "identity-value", testid: "identity-value", hidden: true });
+    els.identityError = h("p", { className: "error", role: "alert", hidden: true });
+    return section("identityTitle", "identity-box", [els.identityState, els.identityReveal, els.identityValue, els.identityError]);
+  }
+
+  function buildTicket(conv) {
+    var els = conv.els;
+    els.ticketInfo = h("div", { className: "ticket-info", testid: "ticket-info", hidden: true });
+    els.ticketKind = h("select", { testid: "ticket-kind", i18nLabel: "ticketKind" },
+      TICKET_KINDS.map(function (k) { return HL.option(k, "", "kind_" + k); }));
+    els.ticketSummary = h("textarea", {
+      testid: "ticket-summary", rows: "3", maxlength: "2000",
+      i18nPlaceholder: "ticketSummary",
+      i18nLabel: "ticketSummary"
+    });
+    els.ticketError = h("p", { className: "error", testid: "ticket-error", role: "alert", hidden: true });
+    var submit = h("button", { type: "submit", testid: "ticket-submit", i18n: "ticketCreate" });
+    var form = h("form", { className: "stack" }, [els.ticketKind, els.ticketSummary, submit, els.ticketError]);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); createTicket(conv, submit); });
+    els.ticketForm = form;
+    return section("ticketTitle", "ticket-box", [els.ticketInfo, form]);
+  }
+
+  function buildTransfer(conv) {
+    var els = conv.els;
+    els.transferQueue = h("select", { testid: "transfer-queue", i18nLabel: "transferQueue" }, [
+      HL.option("", "", "transferQueuePlaceholder")
+    ]);
+    els.transferAgent = h("input", {
+      type: "text", testid: "transfer-agent", maxlength: "64",
+      i18nPlaceholder: "transferAgent",
+      i18nLabel: "transferAgent"
+    });
+    els.transferNote = h("textarea", {
+      testid: "transfer-note", rows: "2", maxlength: "1000",
+      i18nPlaceholder: "transferNote",
+      i18nLabel: "transferNote"
+    });
+    els.transferError = h("p", { className: "error", testid: "transfer-error", role: "alert", hidden: true });
+    var submit = h("button", { type: "submit", testid: "transfer-submit", i18n: "transferSubmit" });
+    var form = h("form", { className: "stack" }, [els.transferQueue, els.transferAgent, els.transferNote, submit, els.transferError]);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); transfer(conv, submit); });
+    loadQueues(conv);
+    return section("transferTitle", "transfer-box", [form]);
+  }
+
+  function buildClose(conv) {
+    var els = conv.els;
+    els.disposition = h("select", { testid: "close-disposition", i18nLabel: "disposition" },
+      DISPOSITIONS.map(function (d) { return HL.option(d, "", "disp_" + d); }));
+    els.closeError = h("p", { className: "error", testid: "close-error", role: "alert", hidden: true });
+    var submit = h("button", { type: "submit", className: "danger", testid: "close-submit", i18n: "closeSubmit" });
+    var form = h("form", { className: "inline-form" }, [els.disposition, submit]);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); closeConversation(conv, submit); });
+    return section("closeTitle", "close-box", [form, els.closeError]);
+  }
+
+  // ------------------------------------------------------------- loading
+  function loadConversation(conv) {
+    return api("GET", "/api/conversations/" + encodeURIComponent(conv.id)).then(function (r) {
+      if (!convs[conv.id]) return;
+      if (!r.ok || !r.data) { HL.say(conv.els.loadError, HL.errorText(r)); return; }
+      HL.say(conv.els.loadError, "");
+      conv.detail = r.data;
+      renderDetail(conv);
+      var c = r.data.conversation || {};
+      // A live tab for a chat that has already ended turns into wrap-up.
+      if (conv.mode === "live" && c.state === "closed") enterWrapup(conv, c.disposition);
+    });
+  }
+
+  function renderDetail(conv) {
+    var d = conv.detail, els = conv.els;
+    var c = d.conversation || {};
+    renderTabLabel(conv);
+    renderMeta(conv);
+    renderTranscript(conv);
+    renderFields(els.fields, d.fields);
+    renderIdentityState(conv);
+    renderHistory(conv, d.contact);
+    renderSuggestions(conv, d.suggestions);
+    renderQueue(conv, d.queue);
+    if (d.ticket) renderTicket(conv, d.ticket, null);
+    if (c.language && c.language !== conv.cannedLang) loadCanned(conv);
+    if (!queuesPromise) loadQueues(conv);
+  }
+
+  function renderMeta(conv) {
+    var c = (conv.detail && conv.detail.conversation) || {};
+    var meta = conv.els.meta;
+    HL.clear(meta);
+    var chan = h("span");
+    labelled(chan, "channel_", c.channel);
+    var state = h("span", { testid: "conv-state", "data-state": c.state || "" });
+    labelled(state, "cstate_", c.state);
+    HL.appendAll(meta, [chan, " · ", state, c.created_at ? " · " + HL.fmtTime(c.created_at) : ""]);
+
+    var intent = conv.els.intent;
+    HL.clear(intent);
+    intent.setAttribute("data-intent", c.intent || "");
+    intent.setAttribute("data-language", c.language || "");
+    var intentVal = h("span", { className: "v" });
+    labelled(intentVal, "intent_", c.intent);
+    var langVal = h("span", { className: "v" });
+    labelled(langVal, "lang_", c.language);
+    HL.appendAll(intent, [
+      h("span", { className: "k", i18n: "intent" }), ": ", intentVal, c.intent ? " (" + c.intent + ")" : "",
+      "  ·  ", h("span", { className: "k", i18n: "language" }), ": ", langVal
+    ]);
+  }
+
+  function renderQueue(conv, q) {
+    var el = conv.els.queue;
+    if (!q || q.position == null) { el.hidden = true; el.removeAttribute("data-i18n"); el.textContent = ""; return; }
+    el.hidden = false;
+    el.setAttribute("data-position", String(q.position));
+    tr(el, "queuePosition", { n: q.position, m: Math.max(1, Math.ceil((Number(q.eta_seconds) || 0) / 60)) });
+  }
+
+  // ---------------------------------------------------------- transcript
+  function msgNode(m, opts) {
+    opts = opts || {};
+    var from = typeof m.from === "string" ? m.from : "system";
+    var node = h("div", { className: "msg from-" + from.replace(/[^a-z_]/g, ""), testid: "msg", "data-from": from });
+    if (m.id != null) node.setAttribute("data-id", String(m.id));
+    var who = h("span", { className: "who" });
+    if (HL.has("from_" + from)) tr(who, "from_" + from);
+    else who.textContent = from;
+    var when = h("time", { className: "when", text: m.at ? HL.fmtTime(m.at) : "" });
+    if (m.at) when.setAttribute("datetime", String(m.at));
+    var state = h("span", { className: "send-state" });
+    node.appendChild(h("div", { className: "msg-meta" }, [who, when, state]));
+    node.appendChild(h("div", { className: "msg-text", text: m.text == null ? "" : String(m.text) }));
+    if (opts.pending) { node.setAttribute("data-state", "pending"); tr(state, "sending"); }
+    return node;
+  }
+
+  function renderTranscript(conv) {
+    var el = conv.els.transcript;
+    var keep = Array.prototype.filter.call(el.children, function (n) { return n.getAttribute("data-state") === "pending" || n.getAttribute("data-state") === "failed"; });
+    HL.clear(el);
+    conv.seen = {};
+    var list = Array.isArray(conv.detail.transcript) ? conv.detail.transcript : [];
+    list.forEach(function (m) { appendMessage(conv, m, false); });
+    // Messages pushed while the GET was in flight, if the answer did not have them yet.
+    conv.live.forEach(function (m) { appendMessage(conv, m, false); });
+    keep.forEach(function (n) { el.appendChild(n); });
+    scrollDown(conv);
+  }
+
+  /** Append one stored message unless it is already on screen. Returns true if added. */
+  function appendMessage(conv, m, fromSocket) {
+    if (!m || typeof m !== "object") return false;
+    if (m.id != null) {
+      if (conv.seen[String(m.id)]) return false;
+      conv.seen[String(m.id)] = true;
+    }
+    if (fromSocket) conv.live.push(m);
+    // Our own reply may come back as a message frame before its ack: adopt the bubble.
+    if (m.from === "agent" && adoptPending(conv, m)) return false;
+    conv.els.transcript.appendChild(msgNode(m));
+    return true;
+  }
+
+  function scrollDown(conv) {
+    var el = conv.els.transcript;
+    el.scrollTop = el.scrollHeight;
+  }
+
+  function onMessageFrame(frame) {
+    var id = frame.conversation_id != null ? String(frame.conversation_id) : null;
+    var conv = id && convs[id];
+    if (!conv || !frame.message) return;
+    if (appendMessage(conv, frame.message, true)) {
+      scrollDown(conv);
+      if (activeId !== id) conv.tab.classList.add("unread");
+    }
+  }
+
+  // ---------------------------------------------------------------- reply
+  function insertText(conv, text) {
+    var ta = conv.els.reply;
+    var value = ta.value;
+    var start = typeof ta.selectionStart === "number" ? ta.selectionStart : value.length;
+    var end = typeof ta.selectionEnd === "number" ? ta.selectionEnd : value.length;
+    var piece = String(text == null ? "" : text);
+    ta.value = value.slice(0, start) + piece + value.slice(end);
+    var at = start + piece.length;
+    try { ta.setSelectionRange(at, at); } catch (e) { /* not focused */ }
+    ta.focus();
+  }
+
+  function sendReply(conv) {
+    if (conv.mode !== "live") return;
+    var text = conv.els.reply.value.trim();
+    if (!text) return;
+    var clientId = HL.uuid();
+    var bubble = msgNode({ from: "agent", text: text }, { pending: true });
+    bubble.setAttribute("data-client-id", clientId);
+    conv.els.transcript.appendChild(bubble);
+    scrollDown(conv);
+    conv.els.reply.value = "";
+    HL.say(conv.els.sendError, "");
+    var item = { conv: conv, bubble: bubble, text: text, id: clientId, timer: null };
+    pending[clientId] = item;
+    var frame = { type: "send", conversation_id: conv.id, text: text, id: clientId };
+    if (socket && socket.send(frame)) item.timer = setTimeout(function () { postReply(item); }, ACK_TIMEOUT);
+    else postReply(item);
+  }
+
+  /** HTTP fallback; the same client id lets the server drop a duplicate. */
+  function postReply(item) {
+    if (!pending[item.id]) return;
+    clearTimeout(item.timer);
+    item.timer = null;
+    item.posting = true;
+    api("POST", "/api/conversations/" + encodeURIComponent(item.conv.id) + "/messages", { text: item.text, id: item.id }).then(function (r) {
+      if (!pending[item.id]) return;
+      if (r.ok) replySent(item, r.data && r.data.message);
+      else replyFailed(item, HL.errorText(r));
+    });
+  }
+
+  function replySent(item, message) {
+    delete pending[item.id];
+    clearTimeout(item.timer);
+    var b = item.bubble;
+    b.removeAttribute("data-state");
+    b.querySelector(".send-state").removeAttribute("data-i18n");
+    b.querySelector(".send-state").textContent = "";
+    if (message && typeof message === "object") {
+      if (message.id != null) { b.setAttribute("data-id", String(message.id)); item.conv.seen[String(message.id)] = true; }
+      if (message.at) b.querySelector(".when").textContent = HL.fmtTime(message.at);
+    }
+  }
+
+  /** Mark a reply as not sent; the reason is server text, or one of our keys. */
+  function replyFailed(item, text, key) {
+    delete pending[item.id];
+    clearTimeout(item.timer);
+    item.bubble.setAttribute("data-state", "failed");
+    tr(item.bubble.querySelector(".send-state"), "sendFailed");
+    if (key) HL.sayKey(item.conv.els.sendError, key);
+    else HL.say(item.conv.els.sendError, text);
+  }
+
+  function adoptPending(conv, m) {
+    var ids = Object.keys(pending);
+    for (var i = 0; i < ids.length; i++) {
+      var item = pending[ids[i]];
+      if (item.conv === conv && item.text === String(m.text).trim()) { replySent(item, m); return true; }
+    }
+    return false;
+  }
+
+  function onAck(frame) {
+    var item = typeof frame.id === "string" && pending[frame.id];
+    if (item) replySent(item, frame.message);
+  }
+
+  function onSocketError(frame) {
+    var item = typeof frame.id === "string" && pending[frame.id];
+    if (!item) return;
+    // A server that does not know the send frame yet: use HTTP instead.
+    if (frame.error === "unknown_type" || frame.error === "bad_frame") { postReply(item); return; }
+    replyFailed(item, HL.errorText({ status: 400, data: frame }));
+  }
+
+  // ----------------------------------------------------------- side boxes
+  var FIELD_ORDER = ["case_kind", "summary", "person", "unit", "position", "details", "when", "place", "evidence", "anonymous"];
+
+  function renderFields(el, fields) {
+    HL.clear(el);
+    var names = fields && typeof fields === "object" ? Object.keys(fields) : [];
+    names.sort(function (a, b) {
+      var ia = FIELD_ORDER.indexOf(a), ib = FIELD_ORDER.indexOf(b);
+      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || (a < b ? -1 : a > b ? 1 : 0);
+    });
+    if (!names.length) { el.appendChild(h("p", { className: "muted", i18n: "none" })); return; }
+    names.forEach(function (name) {
+      var v = fields[name];
+      var label = h("span", { className: "k" });
+      if (HL.has("field_" + name)) tr(label, "field_" + name);
+      else label.textContent = name;
+      var value = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+      el.appendChild(h("div", { className: "field", testid: "field", "data-name": name }, [label, ": ", h("span", { className: "v", text: value })]));
+    });
+  }
+
+  function renderIdentityState(conv) {
+    var els = conv.els;
+    var mode = conv.detail.identity;
+    els.identityReveal.hidden = mode !== "revealable" || !els.identityValue.hidden;
+    var key = mode === "revealable" ? "identityRevealable" : mode === "hidden" ? "identityHidden" : "identityNone";
+    tr(els.identityState, key);
+    els.identityState.setAttribute("data-identity", mode || "none");
+  }
+
+  function revealIdentity(conv) {
+    var els = conv.els;
+    els.identityReveal.disabled = true;
+    api("POST", "/api/conversations/" + encodeURIComponent(conv.id) + "/identity", {}).then(function (r) {
+      els.identityReveal.disabled = false;
+      if (!r.ok || !r.data) { HL.say(els.identityError, HL.errorText(r)); return; }
+      HL.say(els.identityError, "");
+      var ident = r.data.identity || {};
+      HL.clear(els.identityValue);
+      ["name", "phone", "id_number"].forEach(function (k) {
+        els.identityValue.appendChild(h("div", { className: "field", "data-name": k }, [
+          h("span", { className: "k", i18n: "ident_" + k }), ": ", h("span", { className: "v", text: ident[k] == null ? "—" : String(ident[k]) })
+        ]));
+      });
+      els.identityValue.hidden = false;
+      els.identityReveal.hidden = true;
+    });
+  }
+
+  function renderHistory(conv, contact) {
+    var el = conv.els.history;
+    HL.clear(el);
+    if (!contact || typeof contact !== "object") { el.appendChild(h("p", { className: "muted", i18n: "none" })); return; }
+    var badges = h("p", { className: "badges" });
+    if (contact.vip) badges.appendChild(h("span", { className: "badge vip", i18n: "vip" }));
+    if (contact.blacklisted) badges.appendChild(h("span", { className: "badge blocked", i18n: "blacklisted" }));
+    if (badges.firstChild) el.appendChild(badges);
+
+    var prev = Array.isArray(contact.previous) ? contact.previous : [];
+    el.appendChild(h("h5", { i18n: "previousConversations", i18nArgs: { n: prev.length } }));
+    var ul = h("ul", { className: "plain" });
+    prev.forEach(function (p) {
+      var line = [HL.fmtTime(p.created_at), HL.tOr("cstate_" + p.state, p.state || "")];
+      if (p.disposition) line.push(HL.tOr("disp_" + p.disposition, p.disposition));
+      if (p.rating != null) line.push(t("rating", { n: p.rating }));
+      ul.appendChild(h("li", { testid: "history-previous", "data-conversation-id": p.id }, [
+        h("button", { type: "button", className: "link", text: line.filter(Boolean).join(" · "), onclick: function () { openConversation(p.id, "readonly", true); } })
+      ]));
+    });
+    el.appendChild(ul);
+
+    var tickets = Array.isArray(contact.tickets) ? contact.tickets : [];
+    el.appendChild(h("h5", { i18n: "contactTickets", i18nArgs: { n: tickets.length } }));
+    var tl = h("ul", { className: "plain" });
+    tickets.forEach(function (tk) {
+      tl.appendChild(h("li", { testid: "contact-ticket", "data-case-code": tk.case_code }, [
+        String(tk.case_code || "") + " · " + HL.tOr("kind_" + tk.kind, tk.kind || "") + " · " +
+        HL.tOr("tstatus_" + tk.status, tk.status || "") + " · " + HL.fmtTime(tk.created_at)
+      ]));
+    });
+    el.appendChild(tl);
+  }
+
+  function renderSuggestions(conv, list) {
+    var el = conv.els.suggestions;
+    HL.clear(el);
+    list = Array.isArray(list) ? list : [];
+    if (!list.length) { el.appendChild(h("li", { className: "muted", i18n: "none" })); return; }
+    list.forEach(function (s) { el.appendChild(snippetItem(conv, s, "suggestion", "suggestion-insert")); });
+  }
+
+  /** A KB article as a list item with an "insert" button (suggestions and search). */
+  function snippetItem(conv, a, testid, insertId) {
+    var snippet = a.snippet == null ? "" : String(a.snippet);
+    return h("li", { className: "snippet", testid: testid, "data-article-id": a.id }, [
+      h("strong", { text: a.title == null ? "" : String(a.title) }),
+      h("p", { text: snippet }),
+      h("button", { type: "button", className: "small", testid: insertId, i18n: "insert", hidden: conv.mode !== "live", onclick: function () { insertText(conv, snippet); } })
+    ]);
+  }
+
+  function kbSearch(conv, q, results, msg) {
+    HL.clear(results);
+    if (!q) return;
+    HL.sayKey(msg, "searching");
+    var c = (conv.detail && conv.detail.conversation) || {};
+    var url = "/api/kb/search?q=" + encodeURIComponent(q);
+    if (c.language === "zh" || c.language === "en") url += "&lang=" + c.language;
+    api("GET", url).then(function (r) {
+      if (!r.ok) { HL.say(msg, HL.errorText(r)); return; }
+      var list = HL.listFrom(r.data, ["results"]);
+      if (list.length) HL.say(msg, ""); else HL.sayKey(msg, "noResults");
+      list.forEach(function (a) { results.appendChild(snippetItem(conv, a, "kb-result", "kb-insert")); });
+    });
+  }
+
+  // ------------------------------------------------------- canned / queues
+  function loadCanned(conv) {
+    var c = conv.detail && conv.detail.conversation;
+    var lang = c && (c.language === "zh" || c.language === "en") ? c.language : HL.lang();
+    conv.cannedLang = lang;
+    if (!cannedCache[lang]) {
+      cannedCache[lang] = api("GET", "/api/canned?lang=" + lang).then(function (r) {
+        if (!r.ok) { delete cannedCache[lang]; return []; }
+        return HL.listFrom(r.data, ["canned", "replies", "items", "results"]);
+      });
+    }
+    cannedCache[lang].then(function (list) {
+      var sel = conv.els.canned;
+      while (sel.options.length > 1) sel.remove(1);
+      conv.els.cannedItems = list;
+      list.forEach(function (item, i) { sel.appendChild(HL.option(String(i), item.title || item.text || "")); });
+      sel.disabled = !list.length;
+    });
+  }
+
+  /**
+   * Fill the transfer form's queue list. GET /api/queues is for supervisors and
+   * admins; an agent gets the queues it has seen (its chats' and offers' queue ids).
+   */
+  function loadQueues(conv) {
+    var user = HL.user() || {};
+    if (!queuesPromise && (user.role === "supervisor" || user.role === "admin")) {
+      queuesPromise = api("GET", "/api/queues").then(function (r) {
+        if (!r.ok) { queuesPromise = null; return []; }
+        return HL.listFrom(r.data, ["queues"]);
+      });
+    }
+    (queuesPromise || Promise.resolve(knownQueues())).then(function (list) {
+      var sel = conv.els.transferQueue;
+      var keep = sel.value;
+      while (sel.options.length > 1) sel.remove(1);
+      list.forEach(function (q) { if (q && q.id != null) sel.appendChild(HL.option(String(q.id), q.name ? q.name + " (" + q.id + ")" : q.id)); });
+      sel.value = keep;
+      if (sel.value !== keep) sel.value = "";
+    });
+  }
+
+  function knownQueues() {
+    var seen = {};
+    Object.keys(convs).forEach(function (id) {
+      var c = convs[id].detail && convs[id].detail.conversation;
+      if (c && c.queue_id) seen[c.queue_id] = true;
+    });
+    Object.keys(offers).forEach(function (id) { if (offers[id].data.queue_id) seen[offers[id].data.queue_id] = true; });
+    return Object.keys(seen).sort().map(function (id) { return { id: id }; });
+  }
+
+  // --------------------------------------------------------------- actions
+  function conversationPost(conv, action, body) {
+    return api("POST", "/api/conversations/" + encodeURIComponent(conv.id) + "/" + action, body);
+  }
+
+  function transfer(conv, button) {
+    var els = conv.els;
+    var body = {};
+    if (els.transferQueue.value) body.queue_id = els.transferQueue.value;
+    if (els.transferAgent.value.trim()) body.agent_id = els.transferAgent.value.trim();
+    if (els.transferNote.value.trim()) body.note = els.transferNote.value.trim();
+    if (!body.queue_id && !body.agent_id) { HL.sayKey(els.transferError, "transferMissing"); return; }
+    button.disabled = true;
+    HL.say(els.transferError, "");
+    conversationPost(conv, "transfer", body).then(function (r) {
+      button.disabled = false;
+      if (!r.ok) { HL.say(els.transferError, HL.errorText(r)); return; }
+      setMode(conv, "unassigned", "transferred");
+    });
+  }
+
+  function createTicket(conv, button) {
+    var els = conv.els;
+    var summary = els.ticketSummary.value.trim();
+    if (!summary) { HL.sayKey(els.ticketError, "ticketMissing"); return; }
+    button.disabled = true;
+    HL.say(els.ticketError, "");
+    conversationPost(conv, "ticket", { kind: els.ticketKind.value, fields: { summary: summary } }).then(function (r) {
+      button.disabled = false;
+      if (!r.ok || !r.data || !r.data.ticket) { HL.say(els.ticketError, HL.errorText(r)); return; }
+      var ticket = r.data.ticket;
+      conv.ticketCreated = true;
+      els.ticketSummary.value = "";
+      els.disposition.value = "ticket_created";
+      renderTicket(conv, ticket, ticket.pin);
+    });
+  }
+
+  /** The case code, and the PIN when just created: it is never shown again. */
+  function renderTicket(conv, ticket, pin) {
+    var el = conv.els.ticketInfo;
+    if (pin == null && el.getAttribute("data-pin-shown") === "1") return; // keep the PIN on screen until hidden
+    HL.clear(el);
+    el.hidden = false;
+    conv.els.ticket.hidden = false;
+    el.setAttribute("data-case-code", ticket.case_code || "");
+    el.appendChild(h("div", { className: "field" }, [h("span", { className: "k", i18n: "caseCode" }), ": ", h("strong", { testid: "ticket-case-code", text: ticket.case_code || "" })]));
+    el.appendChild(h("div", { className: "muted" }, [
+      HL.tOr("kind_" + ticket.kind, ticket.kind || "") + " · " + HL.tOr("tstatus_" + ticket.status, ticket.status || "")
+    ]));
+    if (ticket.reply_due) el.appendChild(h("div", { className: "muted" }, [h("span", { i18n: "replyDue" }), ": " + HL.fmtTime(ticket.reply_due)]));
+    if (pin != null) {
+      el.setAttribute("data-pin-shown", "1");
+      var pinBox = h("div", { className: "pin", testid: "ticket-pin" }, [
+        h("div", { className: "field" }, [h("span", { className: "k", i18n: "pin" }), ": ", h("strong", { text: String(pin) })]),
+        h("p", { className: "hint", i18n: "pinHint" }),
+        h("button", { type: "button", className: "small", testid: "ticket-pin-hide", i18n: "pinDone", onclick: function () { pinBox.remove(); el.removeAttribute("data-pin-shown"); } })
+      ]);
+      el.appendChild(pinBox);
+    }
+  }
+
+  function closeConversation(conv, button) {
+    var els = conv.els;
+    button.disabled = true;
+    HL.say(els.closeError, "");
+    var disposition = els.disposition.value;
+    conversationPost(conv, "close", { disposition: disposition }).then(function (r) {
+      button.disabled = false;
+      if (!r.ok) { HL.say(els.closeError, HL.errorText(r)); return; }
+      enterWrapup(conv, disposition);
+    });
+  }
+
+  function enterWrapup(conv, disposition) {
+    if (conv.mode === "wrapup") return;
+    setMode(conv, "wrapup");
+    var text = conv.els.wrapup.querySelector(".wrapup-text");
+    if (disposition) tr(text, "wrapupWith", { d: HL.tOr("disp_" + disposition, disposition) });
+    else tr(text, "wrapup");
+    // A later language switch re-translates the disposition too.
+    if (disposition) text.setAttribute("data-disposition", disposition);
+    Object.keys(pending).forEach(function (k) { if (pending[k].conv === conv) replyFailed(pending[k], null, "chatClosed"); });
+    conv.panel.querySelectorAll('[data-testid="suggestion-insert"],[data-testid="kb-insert"]').forEach(function (b) { b.hidden = true; });
+  }
+
+  // --------------------------------------------------------------- history
+  function searchHistory(ev) {
+    ev.preventDefault();
+    var q = $("history-search").value.trim();
+    var list = $("history-results");
+    var msg = $("history-message");
+    HL.clear(list);
+    HL.sayKey(msg, "searching");
+    var url = "/api/conversations?state=closed&mine=1&limit=50";
+    if (q) url += "&q=" + encodeURIComponent(q);
+    api("GET", url).then(function (r) {
+      if (!r.ok) { HL.say(msg, HL.errorText(r)); return; }
+      var items = HL.listFrom(r.data, ["conversations"]);
+      if (items.length) HL.say(msg, ""); else HL.sayKey(msg, "noResults");
+      items.forEach(function (c) { list.appendChild(historyItem(c)); });
+    });
+  }
+
+  function historyItem(c) {
+    var head = [HL.fmtTime(c.closed_at || c.created_at), HL.tOr("channel_" + c.channel, c.channel || "")];
+    if (c.intent) head.push(HL.tOr("intent_" + c.intent, c.intent));
+    if (c.disposition) head.push(HL.tOr("disp_" + c.disposition, c.disposition));
+    return h("li", { testid: "history-result", "data-conversation-id": c.id }, [
+      h("button", { type: "button", className: "history-item", onclick: function () { openConversation(c.id, "readonly", true); } }, [
+        h("span", { className: "muted", text: head.filter(Boolean).join(" · ") }),
+        h("span", { className: "last-text", text: c.last_text == null ? "" : String(c.last_text) })
+      ])
+    ]);
+  }
+
+  // ------------------------------------------------------------- socket
+  function onFrame(f) {
+    switch (f.type) {
+      case "hello": onHello(f); break;
+      case "offer": showOffer(f); break;
+      case "offer_withdrawn": {
+        // A card showing why accepting failed stays until the agent dismisses it.
+        var gone = offers[String(f.conversation_id)];
+        if (gone && !gone.dead) removeOffer(gone.id);
+        break;
+      }
+      case "assigned":
+        removeOffer(String(f.conversation_id));
+        openConversation(f.conversation_id, "live", true);
+        break;
+      case "unassigned": onUnassigned(f); break;
+      case "message": onMessageFrame(f); break;
+      case "status": applyStatus(f); break;
+      case "closed": {
+        var conv = convs[String(f.conversation_id)];
+        if (conv && conv.mode === "live") enterWrapup(conv, null);
+        break;
+      }
+      case "ack": onAck(f); break;
+      case "error": onSocketError(f); break;
+      default: break; // pong, queues and anything newer
+    }
+  }
+
+  /** Restore the screen after a (re)connect: status, held chats and the offer. */
+  function onHello(f) {
+    if (f.status) applyStatus(f.status);
+    restoreHeld(Array.isArray(f.conversations) ? f.conversations : []);
+    var offerId = f.offer && f.offer.conversation_id != null ? String(f.offer.conversation_id) : null;
+    Object.keys(offers).forEach(function (id) { if (id !== offerId && !offers[id].dead) removeOffer(id); });
+    if (offerId && !offers[offerId]) showOffer(f.offer);
+  }
+
+  function restoreHeld(ids) {
+    var held = {};
+    ids.forEach(function (id) { held[String(id)] = true; openConversation(id, "live", false); });
+    // Live tabs the server no longer gives us ended or moved while we were away.
+    Object.keys(convs).forEach(function (id) {
+      var conv = convs[id];
+      if (conv.mode === "live" && !held[id]) { setMode(conv, "unassigned", "unassigned_other"); loadConversation(conv); }
+    });
+  }
+
+  function onUnassigned(f) {
+    var conv = convs[String(f.conversation_id)];
+    if (!conv || conv.mode !== "live") return;
+    setMode(conv, "unassigned", HL.has("unassigned_" + f.reason) ? "unassigned_" + f.reason : "unassigned_other");
+  }
+
+  function onSocketState(state) {
+    HL.showConnection(state);
+  }
+
+  // ------------------------------------------------------------- lifecycle
+  function tick() {
+    renderStatus();
+    Object.keys(offers).forEach(function (id) { renderOfferTimes(offers[id]); });
+  }
+
+  function signedIn(user) {
+    $("to-supervisor").hidden = !(user.role === "supervisor" || user.role === "admin");
+    api("GET", "/api/agents/me").then(function (r) {
+      if (!r.ok || !r.data) return;
+      if (r.data.status) applyStatus(r.data.status);
+      restoreHeld(Array.isArray(r.data.conversations) ? r.data.conversations : []);
+      if (r.data.offer) showOffer(r.data.offer);
+    });
+    socket = HL.Socket("/ws/agent", onFrame, onSocketState);
+    ticker = setInterval(tick, 1000);
+  }
+
+  function signedOut() {
+    if (socket) { socket.stop(); socket = null; }
+    clearInterval(ticker);
+    Object.keys(offers).forEach(removeOffer);
+    Object.keys(pending).forEach(function (k) { clearTimeout(pending[k].timer); delete pending[k]; });
+    Object.keys(convs).forEach(function (id) { convs[id].tab.remove(); convs[id].panel.remove(); delete convs[id]; });
+    activeId = null;
+    cannedCache = {};
+    queuesPromise = null;
+    HL.clear($("history-results"));
+    updateEmpty();
+    applyStatus({ state: "offline", reason: null });
+    $("connection").hidden = true;
+  }
+
+  function onLangChange() {
+    document.title = baseTitle();
+    renderStatus();
+    Object.keys(convs).forEach(function (id) {
+      var conv = convs[id];
+      renderTabLabel(conv);
+      if (conv.detail) { renderMeta(conv); renderHistory(conv, conv.detail.contact); }
+      var wrap = conv.els.wrapup.querySelector(".wrapup-text");
+      var d = wrap.getAttribute("data-disposition");
+      if (d) tr(wrap, "wrapupWith", { d: HL.tOr("disp_" + d, d) });
+    });
+  }
+
+  function init() {
+    $("status-select").addEventListener("change", postStatus);
+    $("break-reason").addEventListener("change", function () { if ($("status-select").value === "break") postStatus(); });
+    $("history-form").addEventListener("submit", searchHistory);
+    HL.onLang(onLangChange);
+    renderStatus();
+    HL.start({ onSignedIn: signedIn, onSignedOut: signedOut });
+  }
+
+  init();
+})();

@@ -1,0 +1,1 @@
+"""Automatic contact distribution: a pure engine and the service around it."""

@@ -1,0 +1,1 @@
+"""HTTP handlers for staff: accounts, administration, conversations, the agent socket."""
