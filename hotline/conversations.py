@@ -11,12 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.lang import Lang
+from hotline.orgs import ROOT_UNIT
 from hotline.store.models import (
     AuthorKind,
     Contact,
     Conversation,
     ConversationState,
     Message,
+    OrgUnit,
     new_id,
 )
 
@@ -30,11 +32,22 @@ class ConversationStore:
         self.sessions = sessions
 
     async def open(
-        self, channel: str, lang: Lang, external_id: str | None = None
+        self,
+        channel: str,
+        lang: Lang,
+        external_id: str | None = None,
+        *,
+        org_unit: str | None = None,
     ) -> tuple[Conversation, str]:
-        """Start a conversation; returns it with a fresh resume token (only its hash is kept)."""
+        """Start a conversation; returns it with a fresh resume token (only its hash is kept).
+
+        ``org_unit`` (e.g. from the site that embeds the widget) routes it to that unit's
+        queues; an unknown unit falls back to the root unit.
+        """
         token = secrets.token_urlsafe(32)
         async with self.sessions() as session:
+            if org_unit is not None and await session.get(OrgUnit, org_unit) is None:
+                org_unit = None
             contact = None
             if external_id is not None:
                 contact = (
@@ -54,6 +67,7 @@ class ConversationStore:
                 language=lang,
                 state=ConversationState.BOT.value,
                 resume_token_hash=_token_hash(token),
+                org_unit_id=org_unit or ROOT_UNIT,
             )
             session.add(conversation)
             await session.commit()
@@ -102,3 +116,22 @@ class ConversationStore:
         except IntegrityError:
             return None
         return message
+
+
+async def earlier_conversations(
+    session: AsyncSession, conversation: Conversation, limit: int
+) -> list[Conversation]:
+    """The same contact's other conversations, newest first (caller history, sticky agent)."""
+    return list(
+        (
+            await session.execute(
+                select(Conversation)
+                .where(
+                    Conversation.contact_id == conversation.contact_id,
+                    Conversation.id != conversation.id,
+                )
+                .order_by(Conversation.created_at.desc())
+                .limit(limit)
+            )
+        ).scalars()
+    )

@@ -17,8 +17,11 @@ class ChatClient:
     exactly instead of guessed with a sleep.
     """
 
-    def __init__(self, base_url: str, lang: str = "zh", origin: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, lang: str = "zh", origin: str | None = None, unit: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.unit = unit
         self.lang = lang
         self.origin = origin
         self.session: aiohttp.ClientSession | None = None
@@ -35,6 +38,8 @@ class ChatClient:
         url = self.base_url.replace("http", "ws", 1) + "/ws/chat"
         self.ws = await self.session.ws_connect(url, headers=headers)
         hello: dict[str, Any] = {"type": "hello", "lang": self.lang}
+        if self.unit:
+            hello["unit"] = self.unit
         if resume or self.resume:
             hello["resume"] = resume or self.resume
         await self.ws.send_json(hello)

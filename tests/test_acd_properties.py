@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Hypothesis caches constants it finds in our source under .hypothesis/ even without an
 # example database; keep that out of the repository.
@@ -106,6 +106,7 @@ class AcdMachine(RuleBasedStateMachine):
         self.left: set[str] = set()
         self.states: dict[str, tuple[str, str | None]] = {a: ("offline", None) for a in AGENTS}
         self.overflowed_into: dict[str, list[str]] = {q: [] for q in QUEUES}
+        self.configs: dict[str, QueueConfig] = {}
 
     @initialize(
         strategies=st.lists(st.sampled_from(STRATEGIES), min_size=4, max_size=4),
@@ -121,18 +122,17 @@ class AcdMachine(RuleBasedStateMachine):
         )
         for qid, strategy in zip(QUEUES, strategies, strict=True):
             to, after = OVERFLOW.get(qid, (None, None))
-            self.engine.set_queue(
-                QueueConfig(
-                    qid,
-                    strategy=strategy,
-                    overflow_to=to,
-                    overflow_after=after,
-                    max_wait={"q1": 150.0, "q4": 200.0}.get(qid),
-                    offer_timeout=TIMEOUT[qid],
-                    wrap_up=5.0 if qid == "q4" else 0.0,
-                    sticky_window=20.0,
-                )
+            self.configs[qid] = QueueConfig(
+                qid,
+                strategy=strategy,
+                overflow_to=to,
+                overflow_after=after,
+                max_wait={"q1": 150.0, "q4": 200.0}.get(qid),
+                offer_timeout=TIMEOUT[qid],
+                wrap_up=5.0 if qid == "q4" else 0.0,
+                sticky_window=20.0,
             )
+            self.engine.set_queue(self.configs[qid])
         for agent_id in AGENTS:
             self.engine.set_agent(agent_id, CAPACITY[agent_id])
             self.engine.set_memberships(
@@ -276,6 +276,30 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(dt=st.integers(1, 20))
     def tick(self, dt: int) -> None:
         self.run(Tick(self.advance(dt)))
+
+    @rule(
+        agent=st.sampled_from(AGENTS),
+        queues=st.lists(st.sampled_from(QUEUES), unique=True, max_size=3),
+    )
+    def change_memberships(self, agent: str, queues: list[str]) -> None:
+        """Configuration takes effect with the next event (a tick, here)."""
+        memberships = [Membership(agent, q, penalty) for penalty, q in enumerate(queues)]
+        self.engine.set_memberships(agent, memberships)
+        self.run(Tick(self.now))
+
+    @rule(queue=st.sampled_from(QUEUES), strategy=st.sampled_from(STRATEGIES))
+    def change_strategy(self, queue: str, strategy: Strategy) -> None:
+        self.configs[queue] = replace(self.configs[queue], strategy=strategy)
+        self.engine.set_queue(self.configs[queue])
+        self.run(Tick(self.now))
+
+    @rule(queue=st.sampled_from(QUEUES))
+    def remove_and_restore_queue(self, queue: str) -> None:
+        for d in self.engine.remove_queue(queue):
+            self.apply(d)
+        assert not any(m.queue == queue and m.state != "assigned" for m in self.contacts.values())
+        self.engine.set_queue(self.configs[queue])
+        self.run(Tick(self.now))
 
     # ------------------------------------------------------------------- the mirror
     def apply(self, d: Decision) -> None:

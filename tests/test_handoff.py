@@ -72,8 +72,8 @@ async def make_agent(
     return agent
 
 
-async def citizen(base: str, text: str = "我要找人工") -> ChatClient:
-    chat = ChatClient(base)
+async def citizen(base: str, text: str = "我要找人工", unit: str | None = None) -> ChatClient:
+    chat = ChatClient(base, unit=unit)
     await chat.connect()
     await chat.say(text)  # Rasa is down: the hub queues the conversation
     return chat
@@ -396,3 +396,33 @@ async def test_ticket_from_the_conversation_and_history_search(
     ] == []
     await chat.close()
     await agent.close()
+
+
+async def test_a_city_site_routes_to_the_city_queue(base: str, admin: StaffClient) -> None:
+    await admin.post(
+        "/api/org-units", {"id": "city-b", "name": "B市", "parent_id": "default"}, expect=201
+    )
+    await admin.post(
+        "/api/queues", {"id": "city-b-desk", "name": "B市", "org_unit_id": "city-b"}, expect=201
+    )
+    city = await make_agent(admin, base, "cityb", unit="city-b")
+    province = await make_agent(admin, base, "provb")
+    await admin.call(
+        "PUT", "/api/queues/city-b-desk/members", [{"user_id": city.user["id"], "penalty": 0}]
+    )
+    for agent in (city, province):
+        await agent.post("/api/agents/me/status", {"status": "ready"})
+    local = await citizen(base, "我是B市的", unit="city-b")
+    offer = await city.wait("offer")
+    assert (offer["conversation_id"], offer["queue_id"]) == (local.conversation_id, "city-b-desk")
+    # The province sees the city's conversations; the city agent gets no provincial offers.
+    seen = await province.get(f"/api/conversations/{local.conversation_id}")
+    assert seen["conversation"]["org_unit_id"] == "city-b"
+    provincial = await citizen(base, "省里的事")
+    offer = await province.wait("offer")
+    assert offer["conversation_id"] == provincial.conversation_id
+    assert not [f for f in city.frames if f.get("conversation_id") == provincial.conversation_id]
+    for c in (city, province):
+        await c.close()
+    for chat in (local, provincial):
+        await chat.close()

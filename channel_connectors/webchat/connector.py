@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_UNIT = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 
 class RateLimiter:
@@ -218,8 +219,11 @@ class WebChatChannel(OutputChannel):
             conversation = await hub.conversations.resume(resume)
             token = resume
         resumed = conversation is not None
+        unit = frame.get("unit")
+        if unit is not None and (not isinstance(unit, str) or not _UNIT.match(unit)):
+            raise FrameError("bad_unit", "unit must be an org unit id")
         if conversation is None:
-            conversation, token = await hub.conversations.open(self.name, lang)
+            conversation, token = await hub.conversations.open(self.name, lang, org_unit=unit)
         self._sockets[conversation.id].add(ws)
         await ws.send_json(
             {

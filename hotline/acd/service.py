@@ -48,6 +48,8 @@ from hotline.acd.engine import (
     Transfer,
 )
 from hotline.audit import record
+from hotline.conversations import earlier_conversations
+from hotline.orgs import OrgTree, read_tree
 from hotline.store.models import (
     AcdContact,
     Blacklist,
@@ -153,6 +155,7 @@ class AcdService:
         self._offers: dict[str, dict[str, Any]] = {}  # conversation id -> offer frame
         self._last_stats: list[dict[str, Any]] = []
         self._capacity: dict[str, int] = {}
+        self._tree = OrgTree({})
 
     def _local_time(self, now: float) -> tuple[int, int]:
         local = dt.datetime.fromtimestamp(now, self._zone)
@@ -232,6 +235,7 @@ class AcdService:
                 ).scalars()
             )
             blacklist = list((await session.execute(select(Blacklist.contact_id))).scalars())
+            self._tree = await read_tree(session)
             statuses = {
                 s.user_id: s for s in (await session.execute(select(AgentStatusRow))).scalars()
             }
@@ -254,8 +258,13 @@ class AcdService:
             )
         self._capacity = {u.id: u.capacity for u in users}
         by_agent: dict[str, list[Membership]] = {}
+        unit_of = {u.id: u.org_unit_id for u in users}
         for m in members:
-            if m.queue_id in self.queues:
+            queue = self.queues.get(m.queue_id)
+            # Offers only where the agent may open the conversation: queues of their units.
+            if queue is not None and queue.org_unit_id in self._tree.subtree(
+                unit_of.get(m.user_id, "")
+            ):
                 by_agent.setdefault(m.user_id, []).append(
                     Membership(m.user_id, m.queue_id, m.penalty, schedule_windows(m.schedule))
                 )
@@ -324,22 +333,21 @@ class AcdService:
     def route(self, conversation: Conversation) -> str:
         """The most specific queue for the conversation's intent, language and unit.
 
-        A queue that names intents or a language only takes matching conversations; the
-        more it names and the closer its unit, the better. The default queue is the floor.
+        A queue that names intents or a language only takes matching conversations, and
+        only queues of the conversation's unit or a unit above it qualify. Naming intents
+        outweighs naming a language, which outweighs being the closer unit.
         """
+        chain = [conversation.org_unit_id, *self._tree.ancestors(conversation.org_unit_id)]
         best, best_score = None, -1
         for queue in self.queues.values():
             if queue.intents and conversation.intent not in queue.intents:
                 continue
             if queue.language and queue.language != conversation.language:
                 continue
-            if queue.org_unit_id not in (conversation.org_unit_id, "default"):
+            if queue.org_unit_id not in chain:
                 continue
-            score = (
-                (4 if queue.intents else 0)
-                + (2 if queue.language else 0)
-                + (1 if queue.org_unit_id == conversation.org_unit_id else 0)
-            )
+            closeness = len(chain) - chain.index(queue.org_unit_id)
+            score = (1000 if queue.intents else 0) + (100 if queue.language else 0) + closeness
             if score > best_score or (score == best_score and queue.is_default):
                 best, best_score = queue.id, score
         if best is None:
@@ -351,19 +359,7 @@ class AcdService:
         self, session: AsyncSession, conversation: Conversation, contact: Contact | None
     ) -> tuple[int, str | None]:
         """Priority (VIP, or a callback for a repeat contact) and the last agent served."""
-        previous = list(
-            (
-                await session.execute(
-                    select(Conversation)
-                    .where(
-                        Conversation.contact_id == conversation.contact_id,
-                        Conversation.id != conversation.id,
-                    )
-                    .order_by(Conversation.created_at.desc())
-                    .limit(5)
-                )
-            ).scalars()
-        )
+        previous = await earlier_conversations(session, conversation, 5)
         last_agent = next((p.agent_id for p in previous if p.agent_id), None)
         if contact is not None and contact.vip:
             return VIP_PRIORITY, last_agent

@@ -18,6 +18,7 @@ from hotline.api.errors import json_body, json_error
 from hotline.appkeys import ACD, HUB, KB, SESSIONS, SETTINGS
 from hotline.audit import record
 from hotline.auth import CurrentUser, require_user
+from hotline.conversations import earlier_conversations
 from hotline.lang import parse
 from hotline.store.models import (
     AuthorKind,
@@ -155,19 +156,7 @@ async def conversation_detail(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         contact = await session.get(Contact, conversation.contact_id)
         blacklisted = await session.get(Blacklist, conversation.contact_id) is not None
-        previous = list(
-            (
-                await session.execute(
-                    select(Conversation)
-                    .where(
-                        Conversation.contact_id == conversation.contact_id,
-                        Conversation.id != conversation.id,
-                    )
-                    .order_by(Conversation.created_at.desc())
-                    .limit(20)
-                )
-            ).scalars()
-        )
+        previous = await earlier_conversations(session, conversation, 20)
         ids = [conversation.id, *(p.id for p in previous)]
         tickets = list(
             (

@@ -3,6 +3,7 @@
  *
  * Embed with one tag:
  *   <script src="https://HOST/widget.js" data-lang="zh" data-open="false" async></script>
+ * data-unit="<org unit id>" routes the site's conversations to that unit's queues.
  *
  * Vanilla JS, no dependencies, no build step. Everything renders inside an
  * open Shadow DOM so host-page CSS cannot interfere. All server- and
@@ -709,6 +710,8 @@
       if (ws !== sock) return;
       helloLang = lang;
       var hello = { type: "hello", lang: lang };
+      var unit = attr("data-unit");
+      if (unit) hello.unit = unit;
       var tok = storeGet(KEY_RESUME);
       if (tok) hello.resume = tok;
       sendFrame(hello);
