@@ -58,7 +58,9 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
         runner = web.AppRunner(create_app(settings, run_migrations=False), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-        print(f"[run] citizen page: http://{settings.http_host}:{settings.http_port}/", flush=True)
+        origin = f"http://{settings.http_host}:{settings.http_port}"
+        print(f"[run] citizen page: {origin}/", flush=True)
+        print(f"[run] agent console: {origin}/console/", flush=True)
         if children:
             waiter = asyncio.create_task(wait_ready(children))
             stopper = asyncio.create_task(stop.wait())

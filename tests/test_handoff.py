@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
@@ -426,3 +427,25 @@ async def test_a_city_site_routes_to_the_city_queue(base: str, admin: StaffClien
         await c.close()
     for chat in (local, provincial):
         await chat.close()
+
+
+async def test_agent_socket_origin_check_and_logout_closes_it(
+    base: str, admin: StaffClient
+) -> None:
+    agent = await make_agent(admin, base, "sockets")
+    url = base.replace("http", "ws", 1) + "/ws/agent"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await agent.http.ws_connect(url, headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    anonymous = aiohttp.ClientSession()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as nobody:
+        await anonymous.ws_connect(url, headers={"Origin": base})
+    assert nobody.value.status == 401
+    await anonymous.close()
+    await agent.post("/api/logout")
+    assert agent.ws is not None
+    async with asyncio.timeout(5):
+        while not agent.ws.closed:
+            await asyncio.sleep(0.05)
+    assert agent.ws.close_code == 4001
+    await agent.close()

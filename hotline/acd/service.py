@@ -260,9 +260,9 @@ class AcdService:
         by_agent: dict[str, list[Membership]] = {}
         unit_of = {u.id: u.org_unit_id for u in users}
         for m in members:
-            queue = self.queues.get(m.queue_id)
+            target = self.queues.get(m.queue_id)
             # Offers only where the agent may open the conversation: queues of their units.
-            if queue is not None and queue.org_unit_id in self._tree.subtree(
+            if target is not None and target.org_unit_id in self._tree.subtree(
                 unit_of.get(m.user_id, "")
             ):
                 by_agent.setdefault(m.user_id, []).append(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hotline import accounts, orgs
+from hotline.api.agent_ws import AGENT_SOCKETS
 from hotline.api.errors import json_error
 from hotline.appkeys import ACD, SESSIONS, SETTINGS
 from hotline.audit import record
@@ -255,6 +256,9 @@ async def logout(request: web.Request) -> web.Response:
     user = require_user(request)
     token = request.cookies.get(accounts.SESSION_COOKIE, "")
     await accounts.close_session(request.app[SESSIONS], token, actor=user.username)
+    sockets = request.app.get(AGENT_SOCKETS)
+    if sockets is not None:
+        await sockets.close_session(request[SESSION_HASH])
     response = web.json_response({"ok": True})
     clear_session_cookie(response, request.app[SETTINGS])
     return response
@@ -424,6 +428,9 @@ async def deactivate_user(request: web.Request) -> web.Response:
         record(session, me.username, "user.deactivate", "user", user.id)
         await session.commit()
     await reload_acd(request)
+    sockets = request.app.get(AGENT_SOCKETS)
+    if sockets is not None:
+        await sockets.close_user(user.id)
     return web.json_response({"user": user_json(user)})
 
 

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from hotline.acd.service import AcdService
 from hotline.api.errors import json_error
 from hotline.appkeys import ACD, SETTINGS
-from hotline.auth import CurrentUser, require_user
+from hotline.auth import SESSION_HASH, CurrentUser, require_user
 from hotline.origin import origin_allowed
 from hotline.store.models import Role
 
@@ -32,6 +32,7 @@ class AgentSockets:
     def __init__(self) -> None:
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._users: dict[web.WebSocketResponse, CurrentUser] = {}
+        self._session_of: dict[web.WebSocketResponse, str] = {}
 
     def connected(self, user_id: str) -> bool:
         return bool(self._sockets.get(user_id))
@@ -51,17 +52,30 @@ class AgentSockets:
             else:
                 await _send(ws, frame)
 
-    def add(self, user: CurrentUser, ws: web.WebSocketResponse) -> None:
+    def add(self, user: CurrentUser, ws: web.WebSocketResponse, session_hash: str) -> None:
         self._sockets[user.id].add(ws)
         self._users[ws] = user
+        self._session_of[ws] = session_hash
 
     def remove(self, user: CurrentUser, ws: web.WebSocketResponse) -> None:
         self._users.pop(ws, None)
+        self._session_of.pop(ws, None)
         sockets = self._sockets.get(user.id)
         if sockets is not None:
             sockets.discard(ws)
             if not sockets:
                 del self._sockets[user.id]
+
+    async def close_session(self, session_hash: str) -> None:
+        """Logout: the sockets that session opened go too (a socket outlives its request)."""
+        for ws, owner in list(self._session_of.items()):
+            if owner == session_hash:
+                await ws.close(code=4001, message=b"signed out")
+
+    async def close_user(self, user_id: str) -> None:
+        """A deactivated account keeps no open socket."""
+        for ws in list(self._sockets.get(user_id, ())):
+            await ws.close(code=4001, message=b"account deactivated")
 
     async def close_all(self) -> None:
         for ws in list(self._users):
@@ -90,7 +104,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     sockets = request.app[AGENT_SOCKETS]
     ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=30)
     await ws.prepare(request)
-    sockets.add(user, ws)
+    sockets.add(user, ws, request[SESSION_HASH])
     try:
         await _send(ws, hello(acd, user))
         async for msg in ws:
