@@ -65,7 +65,7 @@ CAPACITY = {"a1": 1, "a2": 2, "a3": 3, "a4": 3, "a5": 2}
 AGENTS = sorted(CAPACITY)
 DAYTIME = (ScheduleWindow(frozenset(range(5)), 0, 720),)  # weekdays, first half of the day
 NIGHT = (ScheduleWindow(frozenset(range(7)), 1200, 240),)  # wraps past midnight
-MEMBERS = {
+MEMBERS: dict[str, list[tuple[str, int, tuple[ScheduleWindow, ...]]]] = {
     "a1": [("q1", 0, ()), ("q2", 0, ())],
     "a2": [("q1", 0, ()), ("q3", 1, NIGHT)],
     "a3": [("q2", 1, ()), ("q3", 0, ()), ("q4", 0, ())],

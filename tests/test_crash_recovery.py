@@ -140,7 +140,7 @@ async def test_sigkill_with_queued_and_assigned_conversations_loses_nothing(
     for expected in ("A-1", "agent-1", "A-2"):
         assert texts.count(expected) == 1, texts
     await resumed.say("A-3")
-    pushed = await agent2.wait("message")
+    pushed = await agent2.wait("message", lambda f: f["message"]["text"] == "A-3")
     assert pushed["message"]["text"] == "A-3"
 
     await agent2.post(

@@ -135,7 +135,7 @@ async def test_zero_config_handoff_chat_close_and_rating(
     reply = await frame(chat, "message", **{"from": "agent"})
     assert reply["text"] == "您好，请讲"
     await chat.send("我的问题是……")
-    pushed = await agent.wait("message")
+    pushed = await agent.wait("message", lambda f: f["message"]["text"] == "我的问题是……")
     assert pushed["message"]["text"] == "我的问题是……"
 
     await agent.post(

@@ -103,7 +103,7 @@ async def test_mid_report_handoff_carries_fields_and_guards_identity(
     assert tracker_events(settings, chat.conversation_id or "") == 0
     # From queued on, Rasa is not asked: a message goes to the agent, not the bot.
     await chat.send("局长姓王")
-    pushed = await agent.wait("message")
+    pushed = await agent.wait("message", lambda f: f["message"]["text"] == "局长姓王")
     assert pushed["message"]["text"] == "局长姓王"
     assert tracker_events(settings, chat.conversation_id or "") == 0
     for client in (admin, agent, boss):

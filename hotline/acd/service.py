@@ -279,6 +279,12 @@ class AcdService:
                 staff[user.id] = StaffInfo(user.username, user.display_name, user.org_unit_id)
             elif user.id in self.staff:
                 decisions.extend(self._engine.handle(AgentStatus(user.id, "offline", now)))
+        by_queue: dict[str, list[str]] = {}
+        for m in members:  # ordered by position: the queue's "linear" order
+            by_queue.setdefault(m.queue_id, []).append(m.user_id)
+        for queue_id, agent_ids in by_queue.items():
+            if queue_id in self.queues:
+                self._engine.set_member_order(queue_id, agent_ids)
         self.staff = staff
         self._engine.set_blacklist(blacklist)
         await self._apply(decisions)
@@ -587,6 +593,7 @@ class AcdService:
                 if view is not None:
                     contact.target_agent_id = view.target_agent_id
                     contact.visited = list(view.visited)
+                    contact.entered_queue_at = _dt(view.entered_queue_at)
             conversation = await session.get(Conversation, d.contact_id)
             if conversation is not None:
                 conversation.agent_id, conversation.queue_id = None, d.queue_id
