@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import signal
 import sys
+from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -37,6 +39,7 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
     from hotline.web import create_app
 
     children = []
+    asterisk = None
     logs = settings.var_dir / "log"
     logs.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -53,6 +56,7 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
                     f"[run] starting {child.name} (log: {logs / (child.name + '.log')})", flush=True
                 )
                 child.start()
+        settings, asterisk = await _start_voice(settings)
         print("[run] starting hub, migrating database", flush=True)
         await _migrate(settings)
         runner = web.AppRunner(create_app(settings, run_migrations=False), access_log=None)
@@ -78,7 +82,35 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
             await runner.cleanup()
         for child in reversed(children):
             child.stop()
+        if asterisk is not None:
+            asterisk.stop()
         print("[run] stopped", flush=True)
+
+
+async def _start_voice(settings: Settings) -> tuple[Settings, Any]:
+    """Voice: an existing Asterisk when configured, else the embedded one if it can run."""
+    from voice_ivr.asterisk import AsteriskUnavailable, EmbeddedAsterisk
+
+    if settings.voice == "off":
+        print("[run] voice is off (HOTLINE_VOICE=off)", flush=True)
+        return settings, None
+    if settings.voice == "external":
+        print(f"[run] voice: using the Asterisk ARI at {settings.ari_url}", flush=True)
+        return replace(settings, voice_enabled=True), None
+    box = EmbeddedAsterisk(settings)
+    try:
+        await asyncio.to_thread(box.provision)
+        print("[run] starting Asterisk", flush=True)
+        await box.start()
+    except AsteriskUnavailable as exc:
+        print(f"[run] {exc}", flush=True)
+        return settings, None
+    print(
+        f"[run] voice: dial {settings.ivr_number} via the SIP trunk at "
+        f"sip:{settings.sip_host}:{settings.sip_port} (user trunk; password in var/)",
+        flush=True,
+    )
+    return replace(settings, voice_enabled=True), box
 
 
 def main(argv: list[str] | None = None) -> None:

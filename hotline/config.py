@@ -62,6 +62,20 @@ class Settings:
     # ACD.
     timezone: str = "Asia/Shanghai"
     acd_tick_seconds: float = 1.0
+    # Voice: Asterisk (embedded root or an existing server) and its ARI.
+    # auto: embedded Asterisk when it can run here; external: the Asterisk at ari_url; off.
+    voice: str = "auto"
+    voice_enabled: bool = False  # set by `hotline run` once an Asterisk answers
+    asterisk_root: Path | None = None
+    ari_url: str = "http://127.0.0.1:8088"
+    ari_user: str = "hotline"
+    ari_password: str = ""
+    ari_app: str = "hotline"
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    sip_trunk_password: str = ""
+    ivr_number: str = "12309"
+    rtp_start: int = 10000
 
     @property
     def embedded(self) -> bool:
@@ -162,6 +176,18 @@ def _dates(raw: str) -> frozenset[str]:
     return frozenset(days)
 
 
+def _voice_mode(raw: str) -> str:
+    if raw not in ("auto", "external", "off"):
+        raise ValueError("must be auto, external or off")
+    return raw
+
+
+def _digits(raw: str) -> str:
+    if not raw.isdigit() or len(raw) > 20:
+        raise ValueError("must be a number of at most 20 digits")
+    return raw
+
+
 def _admin_password(raw: str) -> str:
     if len(raw) < 12:
         raise ValueError("must be at least 12 characters")
@@ -213,10 +239,24 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "login_lock_minutes": _int(1, 24 * 60),
     "timezone": _timezone,
     "acd_tick_seconds": _float_pos,
+    "voice": _voice_mode,
+    "voice_enabled": _bool,
+    "asterisk_root": Path,
+    "ari_url": _http_url,
+    "ari_user": _host,
+    "ari_password": _token,
+    "ari_app": _host,
+    "sip_host": _host,
+    "sip_port": _int(1, 65535),
+    "sip_trunk_password": _token,
+    "ivr_number": _digits,
+    "rtp_start": _int(1024, 64000),
 }
 
 
-SECRET_KEYS = frozenset({"secret_key", "rasa_token", "admin_password"})
+SECRET_KEYS = frozenset(
+    {"secret_key", "rasa_token", "admin_password", "ari_password", "sip_trunk_password"}
+)
 
 
 def _read_toml(path: Path) -> dict[str, str]:
@@ -289,6 +329,15 @@ def load_settings(
         values["rasa_token"] = _secret_file(
             var_dir / "rasa-token", lambda: secrets.token_urlsafe(32), "the Rasa API token"
         )
+    values.setdefault("asterisk_root", var_dir / "asterisk-root")
+    for name, what in (
+        ("ari_password", "the ARI password"),
+        ("sip_trunk_password", "the SIP trunk password"),
+    ):
+        if name not in values and generate_secrets:
+            values[name] = _secret_file(
+                var_dir / name.replace("_", "-"), lambda: secrets.token_urlsafe(24), what
+            )
     if "secret_key" not in values:
         if not embedded:
             raise ConfigError(

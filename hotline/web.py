@@ -85,15 +85,32 @@ async def healthz(request: web.Request) -> web.Response:
             return False, type(exc).__name__
         return True, "ok"
 
-    checks = await asyncio.gather(
+    async def asterisk() -> tuple[bool, str]:
+        from voice_ivr.asterisk import ari_info
+
+        try:
+            info = await ari_info(app[SETTINGS])
+        except Exception as exc:  # any failure means voice is down; say which
+            return False, type(exc).__name__
+        system = info.get("system")
+        return True, str(system.get("version") if isinstance(system, dict) else "ok")
+
+    names = ["database", "rasa", "actions"]
+    probes = [
         database(),
         app[RASA].healthy(),
         actions_healthy(app[HTTP], app[SETTINGS].actions_url),
-    )
-    components = {
+    ]
+    if app[SETTINGS].voice_enabled:
+        names.append("asterisk")
+        probes.append(asterisk())
+    checks = await asyncio.gather(*probes)
+    components: dict[str, dict[str, str]] = {
         name: {"status": "ok" if ok else "down", "detail": detail}
-        for name, (ok, detail) in zip(("database", "rasa", "actions"), checks, strict=True)
+        for name, (ok, detail) in zip(names, checks, strict=True)
     }
+    if not app[SETTINGS].voice_enabled:
+        components["asterisk"] = {"status": "off", "detail": "voice is off (HOTLINE_VOICE)"}
     healthy = all(ok for ok, _ in checks)
     return web.json_response(
         {"status": "ok" if healthy else "degraded", "components": components},
@@ -130,6 +147,40 @@ async def kb_search(request: web.Request) -> web.Response:
         for h in hits
     ]
     return web.json_response({"query": query, "results": results})
+
+
+async def start_voice(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    sessions: Any,
+    tickets: TicketService,
+) -> VoiceChannel:
+    """Connect the IVR to Asterisk's ARI (the events socket reconnects by itself)."""
+    from voice_ivr.ari import AriClient
+    from voice_ivr.ivr import Ivr
+    from voice_ivr.tts import EspeakTts
+
+    ari = AriClient(
+        http, settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app
+    )
+    root = (
+        settings.asterisk_root
+        if settings.asterisk_root and settings.asterisk_root.exists()
+        else None
+    )
+    prompts = (root / "var/lib/hotline/prompts") if root else settings.var_dir / "prompts"
+    ivr = Ivr(ari, sessions, tickets, EspeakTts(prompts), root=root)
+    ari.listen(ivr.on_event, ivr.reconcile)
+    return VoiceChannel(ari, ivr)
+
+
+class VoiceChannel:
+    def __init__(self, ari: Any, ivr: Any) -> None:
+        self.ari, self.ivr = ari, ivr
+
+    async def close(self) -> None:
+        await self.ari.close()
+        await self.ivr.close()
 
 
 def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
@@ -175,8 +226,15 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
         await acd.start()
         await hub.recover()
         app[ENGINE], app[HTTP], app[RASA], app[HUB], app[ACD] = engine, http, rasa, hub, acd
-        log.info("hub ready", extra={"articles": len(index.articles)})
+        voice = (
+            await start_voice(settings, http, sessions, hub.tickets)
+            if settings.voice_enabled
+            else None
+        )
+        log.info("hub ready", extra={"articles": len(index.articles), "voice": voice is not None})
         yield
+        if voice is not None:
+            await voice.close()
         await acd.stop()
         await hub.drain()
         await hub.close()

@@ -3,7 +3,9 @@
 #   .venv       the app on Python 3.11 (pinned by constraints.txt)
 #   .venv-rasa  rasa 3.6.21 on Python 3.10 (pinned by constraints-rasa.txt)
 #   models/     the trained Rasa model, rebuilt only when nlu/ changes
-# System packages (PostgreSQL, Chromium) are installed with apt when missing and we are root.
+#   var/asterisk-root  Asterisk 22 in a Debian sid root (debootstrap; root only)
+# System packages (PostgreSQL, Chromium, SIPp, espeak-ng, sox, debootstrap) are installed
+# with apt when missing and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +13,7 @@ step() { printf '\033[1m[setup %s]\033[0m %s\n' "$1" "$2"; }
 die() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-want_system=(postgresql chromium)
+want_system=(postgresql chromium sip-tester debootstrap espeak-ng libespeak-ng1 sox)
 missing=()
 for pkg in "${want_system[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -76,3 +78,12 @@ fi
 
 step 3/3 "Rasa model (trained only when nlu/ changed)"
 .venv/bin/hotline train
+
+# Voice: Asterisk lives in its own Debian sid root (reused once built). Without root
+# or network the hub still runs, with voice off; the message says why.
+if [[ $(id -u) == 0 ]]; then
+  asterisk/provision.sh "${HOTLINE_ASTERISK_ROOT:-var/asterisk-root}" \
+    || echo "[setup] note: the Asterisk root could not be built; voice is off" >&2
+else
+  echo "[setup] note: not root, so no Asterisk root is built here; voice is off" >&2
+fi

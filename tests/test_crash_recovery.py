@@ -79,6 +79,7 @@ def hub(tmp_path: Path, db_url: str) -> Iterator[HubProcess]:
         "HOTLINE_HTTP_PORT": str(free_port()),
         "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "HOTLINE_ACD_TICK_SECONDS": "0.2",
+        "HOTLINE_VOICE": "off",
         "HOTLINE_WS_MESSAGES_PER_MINUTE": "600",
     }
     process = HubProcess(env, tmp_path / "hub.log")

@@ -337,3 +337,28 @@ class CannedReply(Base):
     language: Mapped[str] = mapped_column(String(8))
     title: Mapped[str] = mapped_column(String(100))
     text: Mapped[str] = mapped_column(Text)
+
+
+class CallRecord(Base):
+    """The CDR of one call, with every IVR step the caller took (timestamps included)."""
+
+    __tablename__ = "call_record"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(64))
+    dialled: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contact.id"))
+    conversation_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    queue_id: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    wait_seconds: Mapped[int | None] = mapped_column(Integer)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(8))
+    # [{"at": iso, "step": "menu", "value": "case_status"}, ...]; never identity or PINs.
+    ivr_path: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    survey: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""The voice channel: Asterisk, the ARI client, the IVR call flow, speech engines."""

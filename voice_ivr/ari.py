@@ -1,0 +1,135 @@
+"""A small asyncio ARI client: REST calls and the events WebSocket, with reconnection.
+
+Only what the IVR needs is wrapped; everything else is ``request``. Query values are
+strings (aiohttp refuses booleans). Events are handed to a callback in arrival order;
+after a reconnect ``on_reconnect`` runs so the app can reconcile its calls with the
+channels Asterisk still has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` header value (aiohttp's BasicAuth is deprecated)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class AriError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"ARI {status}: {message}")
+        self.status = status
+
+
+class AriClient:
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, user: str, password: str, app: str
+    ) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+        self._auth = {"Authorization": basic_auth(user, password)}
+        self.app = app
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def request(self, method: str, path: str, **params: str) -> Any:
+        async with self._http.request(
+            method,
+            f"{self._url}/ari{path}",
+            params=params,
+            headers=self._auth,
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as resp:
+            if resp.status >= 400:
+                raise AriError(resp.status, (await resp.text())[:200])
+            if resp.status == 204 or resp.content_type != "application/json":
+                return None
+            return await resp.json()
+
+    # ------------------------------------------------------------ helpers
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/answer")
+
+    async def hangup(self, channel_id: str) -> None:
+        try:
+            await self.request("DELETE", f"/channels/{channel_id}")
+        except AriError as exc:
+            if exc.status != 404:  # already gone: that is what we wanted
+                raise
+
+    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/play/{playback_id}", media=media)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        try:
+            await self.request("DELETE", f"/playbacks/{playback_id}")
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+
+    async def channels(self) -> list[dict[str, Any]]:
+        found = await self.request("GET", "/channels")
+        return found if isinstance(found, list) else []
+
+    # ------------------------------------------------------------- events
+    def listen(
+        self,
+        handler: EventHandler,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._task = asyncio.create_task(self._listen(handler, on_reconnect))
+
+    async def _listen(
+        self, handler: EventHandler, on_reconnect: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        url = self._url.replace("http", "ws", 1) + "/ari/events"
+        delay = 0.2
+        first = True
+        while True:
+            try:
+                async with self._http.ws_connect(
+                    url,
+                    params={"app": self.app, "subscribeAll": "false"},
+                    headers=self._auth,
+                    heartbeat=20,
+                ) as ws:
+                    self.connected.set()
+                    delay = 0.2
+                    if not first and on_reconnect is not None:
+                        await on_reconnect()
+                    first = False
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        try:
+                            event = json.loads(msg.data)
+                        except ValueError:
+                            log.warning("ARI sent a frame that is not JSON")
+                            continue
+                        if isinstance(event, dict):
+                            try:
+                                await handler(event)
+                            except Exception:
+                                log.exception("ARI event handler failed")
+            except (aiohttp.ClientError, OSError) as exc:
+                log.warning("ARI events connection lost", extra={"error": type(exc).__name__})
+            self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,53 @@
+"""What the IVR says, in Mandarin and English. Written to be heard, not read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hotline.lang import Lang
+
+PROMPTS: dict[str, dict[Lang, str]] = {
+    "welcome": {
+        "zh": "您好，欢迎致电12309检察服务热线。普通话请按1，For English, press 2.",
+        "en": "Welcome to the 12309 procuratorate hotline. For Mandarin press 1. For English, press 2.",
+    },
+    "menu": {
+        "zh": "举报请按1，控告或申诉请按2，查询案件进度请按3，法律咨询请按4，人工服务请按0。",
+        "en": "To make a report, press 1. For a complaint or appeal, press 2. To check a case, "
+        "press 3. For legal questions, press 4. To speak to a member of staff, press 0.",
+    },
+    "enter_code": {
+        "zh": "请输入12位案件编号，以井号键结束。",
+        "en": "Please key in your 12 digit case code, then press the hash key.",
+    },
+    "enter_pin": {
+        "zh": "请输入6位查询密码，以井号键结束。",
+        "en": "Please key in your 6 digit PIN, then press the hash key.",
+    },
+    "status_found": {
+        "zh": "您的案件当前状态是：{status}。程序性答复期限是{reply_due}。",
+        "en": "Your case status is: {status}. A procedural reply is due by {reply_due}.",
+    },
+    "status_no_match": {
+        "zh": "案件编号或查询密码不正确。您还可以尝试{left}次。",
+        "en": "The case code or PIN is not correct. You have {left} more tries.",
+    },
+    "status_locked": {
+        "zh": "查询失败次数过多，请在北京时间{until}以后再试。",
+        "en": "Too many failed tries. Please try again after {until}, China Standard Time.",
+    },
+    "not_by_phone_yet": {
+        "zh": "抱歉，电话暂时无法办理此项业务。请登录12309中国检察网或使用在线服务。",
+        "en": "Sorry, this service is not yet available by phone. Please use the 12309 "
+        "website or our online chat.",
+    },
+    "blacklisted": {
+        "zh": "抱歉，我们暂时无法为您提供服务。如有紧急情况，请拨打110。再见。",
+        "en": "Sorry, we cannot take your call. In an emergency, call 110. Goodbye.",
+    },
+    "goodbye": {"zh": "感谢您的来电，再见。", "en": "Thank you for calling. Goodbye."},
+}
+
+
+def prompt(key: str, lang: Lang, **values: Any) -> str:
+    return PROMPTS[key][lang].format(**values)
