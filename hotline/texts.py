@@ -16,10 +16,6 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "Sorry, our assistant can't answer right now. Your message is saved and we have "
         "passed your conversation to a member of staff. Please wait.",
     },
-    "queued_notice": {
-        "zh": "您的消息已收到，正在等待人工服务，请稍候。",
-        "en": "Your message is received. A member of staff will answer you; please wait.",
-    },
     "ticket_created": {
         "zh": "您的{kind}已登记。\n案件编号：{code}\n查询密码：{pin}\n"
         "请记下并妥善保存，查询密码不会再次显示。我们将在{reply_due}前（7个工作日内）作出程序性答复，"

@@ -34,9 +34,6 @@ class AgentSockets:
         self._users: dict[web.WebSocketResponse, CurrentUser] = {}
         self._session_of: dict[web.WebSocketResponse, str] = {}
 
-    def connected(self, user_id: str) -> bool:
-        return bool(self._sockets.get(user_id))
-
     async def to_agent(self, user_id: str, frame: dict[str, Any]) -> None:
         for ws in list(self._sockets.get(user_id, ())):
             await _send(ws, frame)
