@@ -29,6 +29,8 @@ from hotline.tracker import TrackerPurger
 from hotline.vault import IdentityVault
 from knowledge.articles import load_articles
 from knowledge.search import KnowledgeIndex
+from voice_ivr.asterisk import ari_info
+from voice_ivr.line import VoiceLine
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ async def healthz(request: web.Request) -> web.Response:
         return True, "ok"
 
     async def asterisk() -> tuple[bool, str]:
-        from voice_ivr.asterisk import ari_info
-
         try:
             info = await ari_info(app[SETTINGS])
         except Exception as exc:  # any failure means voice is down; say which
@@ -149,40 +149,6 @@ async def kb_search(request: web.Request) -> web.Response:
     return web.json_response({"query": query, "results": results})
 
 
-async def start_voice(
-    settings: Settings,
-    http: aiohttp.ClientSession,
-    sessions: Any,
-    tickets: TicketService,
-) -> VoiceChannel:
-    """Connect the IVR to Asterisk's ARI (the events socket reconnects by itself)."""
-    from voice_ivr.ari import AriClient
-    from voice_ivr.ivr import Ivr
-    from voice_ivr.tts import EspeakTts
-
-    ari = AriClient(
-        http, settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app
-    )
-    root = (
-        settings.asterisk_root
-        if settings.asterisk_root and settings.asterisk_root.exists()
-        else None
-    )
-    prompts = (root / "var/lib/hotline/prompts") if root else settings.var_dir / "prompts"
-    ivr = Ivr(ari, sessions, tickets, EspeakTts(prompts), root=root)
-    ari.listen(ivr.on_event, ivr.reconcile)
-    return VoiceChannel(ari, ivr)
-
-
-class VoiceChannel:
-    def __init__(self, ari: Any, ivr: Any) -> None:
-        self.ari, self.ivr = ari, ivr
-
-    async def close(self) -> None:
-        await self.ari.close()
-        await self.ivr.close()
-
-
 def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Application:
     """Build the hub application; storage, HTTP clients and the KB start with the app."""
     app = web.Application(middlewares=[security_headers, auth_middleware], client_max_size=1 << 20)
@@ -227,7 +193,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
         await hub.recover()
         app[ENGINE], app[HTTP], app[RASA], app[HUB], app[ACD] = engine, http, rasa, hub, acd
         voice = (
-            await start_voice(settings, http, sessions, hub.tickets)
+            VoiceLine.start(settings, http, sessions, hub.tickets)
             if settings.voice_enabled
             else None
         )

@@ -25,6 +25,7 @@ from hotline.store.models import Blacklist, CallRecord, Contact, new_id, utcnow
 from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
 from voice_ivr.ari import AriClient, AriError
 from voice_ivr.prompts import prompt
+from voice_ivr.tts import asterisk_media
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class Ivr:
     async def _say(self, call: Call, text: str, *, interruptible: bool = True) -> None:
         """Speak ``text``; a key press stops it (and is kept for the next read)."""
         path = await self._speaker.synthesize(text, call.lang)
-        media = "sound:" + self._in_root(path).with_suffix("").as_posix()
+        media = asterisk_media(self._in_root(path))
         playback_id = uuid.uuid4().hex
         call.playing = playback_id
         try:

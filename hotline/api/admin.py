@@ -9,7 +9,6 @@ After any change ACD reloads its configuration.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hotline import accounts, orgs
 from hotline.api.agent_ws import AGENT_SOCKETS
-from hotline.api.errors import json_error
+from hotline.api.errors import json_body, json_error, read_json
 from hotline.appkeys import ACD, SESSIONS, SETTINGS
 from hotline.audit import record
 from hotline.auth import (
@@ -76,22 +75,6 @@ def bad_request(message: str) -> web.HTTPException:
 
 def not_found() -> web.HTTPException:
     return json_error(404, "not_found", "no such record", "记录不存在")
-
-
-async def read_json(request: web.Request) -> Any:
-    """The parsed body; garbage (not JSON, bad UTF-8, absurd nesting) is a 400."""
-    try:
-        raw = await request.read()
-        return json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise bad_request("body must be JSON") from exc
-
-
-async def read_object(request: web.Request) -> dict[str, Any]:
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise bad_request("body must be a JSON object")
-    return data
 
 
 class Fields:
@@ -225,7 +208,7 @@ def me_json(user: User | CurrentUser) -> dict[str, Any]:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_object(request)
+    body = await json_body(request)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise bad_request("username and password must be strings")
@@ -314,7 +297,7 @@ async def get_user(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
     f = Fields(
-        await read_object(request),
+        await json_body(request),
         {"username", "password", "role", "org_unit", "display_name", "capacity"},
     )
     username = f.text("username", max_len=32)
@@ -353,7 +336,7 @@ async def update_user(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
     user_id = path_id(request)
     f = Fields(
-        await read_object(request),
+        await json_body(request),
         {"role", "org_unit", "display_name", "capacity", "password", "active"},
     )
     async with request.app[SESSIONS]() as session:
@@ -464,7 +447,7 @@ async def list_units(request: web.Request) -> web.Response:
 
 async def create_unit(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
-    f = Fields(await read_object(request), {"id", "name", "parent_id"})
+    f = Fields(await json_body(request), {"id", "name", "parent_id"})
     unit_id = f.text("id", max_len=64, pattern=_NEW_ID)
     name = f.text("name", max_len=200)
     # A unit always hangs below one in scope: a new root would be visible to nobody.
@@ -487,7 +470,7 @@ async def create_unit(request: web.Request) -> web.Response:
 async def update_unit(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
     unit_id = path_id(request)
-    f = Fields(await read_object(request), {"name", "parent_id"})
+    f = Fields(await json_body(request), {"name", "parent_id"})
     async with request.app[SESSIONS]() as session:
         unit = await _scoped_unit(session, me, unit_id)
         changed: dict[str, Any] = {}
@@ -674,7 +657,7 @@ async def list_queues(request: web.Request) -> web.Response:
 
 async def create_queue(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
-    f = Fields(await read_object(request), _QUEUE_FIELDS)
+    f = Fields(await json_body(request), _QUEUE_FIELDS)
     queue_id = f.text("id", max_len=64, pattern=_NEW_ID)
     f.text("name", max_len=200)  # required on create
     queue = Queue(
@@ -705,7 +688,7 @@ async def create_queue(request: web.Request) -> web.Response:
 async def update_queue(request: web.Request) -> web.Response:
     me = require_user(request, *ADMIN)
     queue_id = path_id(request)
-    f = Fields(await read_object(request), _QUEUE_FIELDS - {"id"})
+    f = Fields(await json_body(request), _QUEUE_FIELDS - {"id"})
     async with request.app[SESSIONS]() as session:
         queue = await _scoped_queue(session, me, queue_id)
         was_last_default = await _last_default(session, queue)
@@ -907,7 +890,7 @@ async def list_blacklist(request: web.Request) -> web.Response:
 
 async def add_blacklist(request: web.Request) -> web.Response:
     me = require_user(request, *SUPERVISING)
-    f = Fields(await read_object(request), {"contact_id", "conversation_id", "reason"})
+    f = Fields(await json_body(request), {"contact_id", "conversation_id", "reason"})
     reason = f.text("reason", max_len=200)
     if f.has("contact_id") == f.has("conversation_id"):
         raise bad_request("give exactly one of contact_id and conversation_id")
@@ -980,7 +963,7 @@ async def list_canned(request: web.Request) -> web.Response:
 
 async def create_canned(request: web.Request) -> web.Response:
     me = require_user(request, *SUPERVISING)
-    f = Fields(await read_object(request), {"language", "title", "text", "org_unit_id"})
+    f = Fields(await json_body(request), {"language", "title", "text", "org_unit_id"})
     language = f.text("language", max_len=8)
     if language not in LANGUAGES:
         raise bad_request("language must be zh or en")

@@ -41,13 +41,9 @@ class AgentSockets:
     async def to_staff(self, frame: dict[str, Any]) -> None:
         """Queue figures go to supervisors, each seeing the queues of their units."""
         for ws, user in list(self._users.items()):
-            if user.role not in _SUPERVISING:
-                continue
-            if frame.get("type") == "queues":
+            if user.role in _SUPERVISING:
                 mine = [q for q in frame["queues"] if q.get("org_unit_id") in user.units]
                 await _send(ws, {**frame, "queues": mine})
-            else:
-                await _send(ws, frame)
 
     def add(self, user: CurrentUser, ws: web.WebSocketResponse, session_hash: str) -> None:
         self._sockets[user.id].add(ws)

@@ -124,24 +124,24 @@ async def list_conversations(request: web.Request) -> web.Response:
             Message.text.ilike(pattern, escape="\\"), Message.author != AuthorKind.NOTE.value
         )
         query = query.where(Conversation.id.in_(matching))
-    query = query.order_by(Conversation.updated_at.desc()).limit(int(raw_limit))
+    # The citizen's latest line, in the same query (not one query per row).
+    last_text = (
+        select(Message.text)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.author == AuthorKind.CITIZEN.value,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
+    query = (
+        query.add_columns(last_text).order_by(Conversation.updated_at.desc()).limit(int(raw_limit))
+    )
     async with request.app[SESSIONS]() as session:
-        rows = list((await session.execute(query)).scalars())
-        out = []
-        for conversation in rows:
-            last = (
-                await session.execute(
-                    select(Message.text)
-                    .where(
-                        Message.conversation_id == conversation.id,
-                        Message.author == AuthorKind.CITIZEN.value,
-                    )
-                    .order_by(Message.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
-            out.append(summary(conversation, last))
-    return web.json_response({"conversations": out})
+        rows = (await session.execute(query)).all()
+    return web.json_response({"conversations": [summary(c, last) for c, last in rows]})
 
 
 async def conversation_detail(request: web.Request) -> web.Response:

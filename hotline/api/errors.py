@@ -13,7 +13,6 @@ _BY_STATUS: dict[int, type[web.HTTPException]] = {
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
-    413: web.HTTPRequestEntityTooLarge,
     429: web.HTTPTooManyRequests,
 }
 
@@ -29,14 +28,21 @@ def json_error(
     return cls(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
 
 
-async def json_body(request: web.Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
+async def read_json(request: web.Request, max_bytes: int = 64 * 1024) -> Any:
+    """The parsed body; garbage (not JSON, bad UTF-8, absurd nesting) is a 400."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise json_error(413, "too_large", f"body is larger than {max_bytes} bytes")
+        raise json_error(400, "bad_request", f"body is larger than {max_bytes} bytes")
     try:
-        data = await request.json()
+        return json.loads((await request.read()).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise json_error(400, "bad_request", "body must be JSON") from exc
+        raise json_error(400, "bad_request", "body must be JSON", "请求内容必须是 JSON") from exc
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    data = await read_json(request)
     if not isinstance(data, dict):
-        raise json_error(400, "bad_request", "body must be a JSON object")
+        raise json_error(
+            400, "bad_request", "body must be a JSON object", "请求内容必须是 JSON 对象"
+        )
     return data
