@@ -1,4 +1,4 @@
-"""Serve the agent console and the supervisor page under ``/console/``.
+"""Serve the agent console, the supervisor page and the call records under ``/console/``.
 
 The pages are static; all data comes from ``/api/...`` and ``/ws/agent``. They show
 citizens' words to staff who hold sessions able to read identities, so they get the
@@ -65,6 +65,11 @@ async def supervisor_page(_request: web.Request) -> web.FileResponse:
     return _page("supervisor.html")
 
 
+async def calls_page(_request: web.Request) -> web.FileResponse:
+    """``GET /console/calls``: search call records and listen to recordings."""
+    return _page("calls.html")
+
+
 async def to_console(_request: web.Request) -> web.StreamResponse:
     """``GET /console``: the pages use absolute paths, but people type the short URL."""
     raise web.HTTPFound("/console/")
@@ -83,4 +88,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/console", to_console)
     app.router.add_get("/console/", console_page)
     app.router.add_get("/console/supervisor", supervisor_page)
+    app.router.add_get("/console/calls", calls_page)
     app.router.add_get("/console/static/{name}", asset)

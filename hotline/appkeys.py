@@ -13,6 +13,7 @@ from hotline.bot import RasaClient
 from hotline.config import Settings
 from hotline.hub import Hub
 from knowledge.search import KnowledgeIndex
+from voice_ivr.line import VoiceLine
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
@@ -22,3 +23,4 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[Any]] = web.AppKey("sessions")
 ACD = web.AppKey("acd", AcdService)
+VOICE = web.AppKey("voice", VoiceLine)

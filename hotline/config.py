@@ -76,6 +76,9 @@ class Settings:
     sip_trunk_password: str = ""
     ivr_number: str = "12309"
     rtp_start: int = 10000
+    office_hours: str = "always"  # e.g. "mon-fri 08:30-17:30"; after hours callers leave a message
+    sip_outbound_endpoint: str = "trunk"  # where transfers to outside numbers are dialled
+    vosk_models: tuple[tuple[str, Path], ...] = ()  # (language, model folder) pairs
 
     @property
     def embedded(self) -> bool:
@@ -203,6 +206,23 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _office_hours(raw: str) -> str:
+    from hotline.office_hours import parse
+
+    parse(raw)
+    return raw
+
+
+def _vosk_models(raw: str) -> tuple[tuple[str, Path], ...]:
+    pairs = []
+    for item in raw.split(","):
+        lang, sep, folder = item.strip().partition("=")
+        if not sep or lang not in ("zh", "en") or not folder:
+            raise ValueError("write it as zh=/path/to/vosk-model-cn,en=/path/to/vosk-model-en")
+        pairs.append((lang, Path(folder)))
+    return tuple(pairs)
+
+
 def _timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -251,6 +271,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sip_trunk_password": _token,
     "ivr_number": _digits,
     "rtp_start": _int(1024, 64000),
+    "office_hours": _office_hours,
+    "sip_outbound_endpoint": _host,
+    "vosk_models": _vosk_models,
 }
 
 

@@ -15,9 +15,9 @@ from channel_connectors.webchat.connector import WebChatChannel
 from hotline.accounts import bootstrap_admin
 from hotline.acd.service import AcdService
 from hotline.answers import KnowledgeAnswers
-from hotline.api import admin, conversations
+from hotline.api import admin, calls, conversations
 from hotline.api.agent_ws import AGENT_SOCKETS, AgentSockets, agent_socket
-from hotline.appkeys import ACD, ENGINE, HTTP, HUB, KB, RASA, SESSIONS, SETTINGS
+from hotline.appkeys import ACD, ENGINE, HTTP, HUB, KB, RASA, SESSIONS, SETTINGS, VOICE
 from hotline.auth import auth_middleware
 from hotline.bot import RasaClient, actions_healthy
 from hotline.config import Settings
@@ -193,10 +193,12 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
         await hub.recover()
         app[ENGINE], app[HTTP], app[RASA], app[HUB], app[ACD] = engine, http, rasa, hub, acd
         voice = (
-            VoiceLine.start(settings, http, sessions, hub.tickets)
+            await VoiceLine.start(settings, http, sessions, hub, acd)
             if settings.voice_enabled
             else None
         )
+        if voice is not None:
+            app[VOICE] = voice
         log.info("hub ready", extra={"articles": len(index.articles), "voice": voice is not None})
         yield
         if voice is not None:
@@ -212,6 +214,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     app.router.add_get("/api/kb/search", kb_search)
     admin.add_routes(app)
     conversations.add_routes(app)
+    calls.add_routes(app)
     app.router.add_get("/ws/agent", agent_socket)
     add_console_routes(app)
     return app

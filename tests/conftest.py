@@ -175,3 +175,7 @@ async def hub_server(settings: Settings) -> AsyncIterator[TestServer]:
     await server.start_server()
     yield server
     await server.close()
+
+
+# The session's Asterisk: registered here once, so every voice test module shares it.
+from tests.voice import asterisk  # noqa: E402,F401

@@ -15,9 +15,9 @@ from hotline.appkeys import HUB
 from hotline.config import Settings
 from hotline.store.db import make_engine, sessionmaker
 from hotline.store.models import Blacklist, Contact, TicketKind
-from tests.voice import asterisk, call, hub, keyed, record_of, steps
+from tests.voice import call, hub, keyed, record_of, steps
 
-__all__ = ["asterisk", "hub"]  # fixtures used by name
+__all__ = ["hub"]  # a fixture, used by name
 
 pytestmark = pytest.mark.voice
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -62,11 +63,20 @@ async def hub(asterisk: Settings, db_url: str) -> AsyncIterator[TestServer]:
     await server.close()
 
 
-def scenario(caller: str, keys: list[tuple[int, str]], password: str, hangs_up: bool) -> Path:
-    """The caller scenario with one SIP INFO per key, each after its pause (ms)."""
+Step = tuple[int, "str | Path"]  # after a pause (ms): a key, or a pcap of speech to play
+
+_AUDIO = """  <pause milliseconds="PAUSE"/>
+  <nop><action><exec play_pcap_audio="PCAP"/></action></nop>
+"""
+
+
+def scenario(caller: str, keys: list[Step], password: str, hangs_up: bool) -> Path:
+    """The caller scenario: one SIP INFO per key or a pcap played, each after its pause."""
     key_block = (SIPP / "key_info.xml").read_text()
     blocks = [
-        key_block.replace("PAUSE", str(pause)).replace("KEY", key).replace("SEQ", str(3 + i))
+        _AUDIO.replace("PAUSE", str(pause)).replace("PCAP", str(key))
+        if isinstance(key, Path)
+        else key_block.replace("PAUSE", str(pause)).replace("KEY", key).replace("SEQ", str(3 + i))
         for i, (pause, key) in enumerate(keys)
     ]
     text = (SIPP / "caller_dtmf_info.xml").read_text()
@@ -79,28 +89,29 @@ def scenario(caller: str, keys: list[tuple[int, str]], password: str, hangs_up: 
     return path
 
 
-async def call(
-    settings: Settings, caller: str, keys: list[tuple[int, str]], *, hangs_up: bool = True
-) -> None:
+async def call(settings: Settings, caller: str, keys: list[Step], *, hangs_up: bool = True) -> None:
     path = scenario(caller, keys, settings.sip_trunk_password, hangs_up)
+    await sipp(path, f"127.0.0.1:{settings.sip_port}", "-s", settings.ivr_number)
+
+
+async def sipp(path: Path, *args: str, port: int | None = None, timeout: int = 90) -> None:
+    """Run one SIPp scenario to its end (one call); fails the test if SIPp reports one."""
     proc = await asyncio.create_subprocess_exec(
         "sipp",
-        f"127.0.0.1:{settings.sip_port}",
+        *args,
         "-sf",
         str(path),
-        "-s",
-        settings.ivr_number,
         "-i",
         "127.0.0.1",
         "-p",
-        str(free_port()),
+        str(port or free_udp_port()),
         "-mp",
-        str(free_port()),
+        str(free_udp_port()),
         "-m",
         "1",
         "-nostdin",
         "-timeout",
-        "90s",
+        f"{timeout}s",
         "-trace_err",
         "-error_file",
         str(path.with_suffix(".err")),
@@ -112,6 +123,28 @@ async def call(
     errors = path.with_suffix(".err")
     detail = errors.read_text()[-2000:] if errors.exists() else ""
     assert proc.returncode == 0, f"sipp failed ({proc.returncode}): {err.decode()[-500:]} {detail}"
+
+
+def free_udp_port() -> int:
+    """A port free for UDP too (``free_port`` checks TCP; SIPp phones hold UDP ports)."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def render(name: str, **values: str) -> Path:
+    """A scenario file from ``tests/sipp`` with its placeholders filled in."""
+    text = (SIPP / name).read_text()
+    for key, value in values.items():
+        text = text.replace(key, value)
+    path = Path(tempfile.mkdtemp(prefix="sipp-")) / name
+    path.write_text(text)
+    return path
 
 
 async def record_of(db_url: str, caller: str) -> CallRecord:

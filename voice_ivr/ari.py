@@ -42,6 +42,7 @@ class AriClient:
         self._auth = {"Authorization": basic_auth(user, password)}
         self.app = app
         self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.connected = asyncio.Event()
 
     async def request(self, method: str, path: str, **params: str) -> Any:
@@ -79,9 +80,79 @@ class AriClient:
             if exc.status != 404:
                 raise
 
+    async def playing(self, playback_id: str) -> bool:
+        try:
+            await self.request("GET", f"/playbacks/{playback_id}")
+        except AriError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def drop_events(self) -> None:
+        """Close the events socket; it reconnects and reconciles as after a network cut."""
+        if self._ws is not None:
+            await self._ws.close()
+
     async def channels(self) -> list[dict[str, Any]]:
         found = await self.request("GET", "/channels")
         return found if isinstance(found, list) else []
+
+    async def originate(
+        self, endpoint: str, channel_id: str, *, app_args: str, timeout: int, caller_id: str
+    ) -> None:
+        """Dial ``endpoint``; the channel enters our app (StasisStart) once answered."""
+        await self.request(
+            "POST",
+            "/channels",
+            endpoint=endpoint,
+            app=self.app,
+            appArgs=app_args,
+            channelId=channel_id,
+            timeout=str(timeout),
+            callerId=caller_id,
+        )
+
+    async def moh(self, channel_id: str, on: bool) -> None:
+        await self.request("POST" if on else "DELETE", f"/channels/{channel_id}/moh")
+
+    async def bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}", type="mixing")
+        await self.request(
+            "POST", f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids)
+        )
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        try:
+            await self.request("DELETE", f"/bridges/{bridge_id}")
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+
+    async def record(self, target: str, name: str, **options: str) -> None:
+        """Record ``bridges/<id>`` or ``channels/<id>`` to ``<spool>/recording/<name>.wav``."""
+        await self.request(
+            "POST", f"/{target}/record", name=name, format="wav", ifExists="overwrite", **options
+        )
+
+    async def stop_recording(self, name: str) -> None:
+        try:
+            await self.request("POST", f"/recordings/live/{name}/stop")
+        except AriError as exc:
+            if exc.status != 404:
+                raise
+
+    async def endpoint_online(self, resource: str) -> bool:
+        try:
+            found = await self.request("GET", f"/endpoints/PJSIP/{resource}")
+        except AriError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return isinstance(found, dict) and found.get("state") == "online"
+
+    async def reload_module(self, module: str) -> None:
+        await self.request("PUT", f"/asterisk/modules/{module}")
 
     # ------------------------------------------------------------- events
     def listen(
@@ -105,6 +176,7 @@ class AriClient:
                     headers=self._auth,
                     heartbeat=20,
                 ) as ws:
+                    self._ws = ws
                     self.connected.set()
                     delay = 0.2
                     if not first and on_reconnect is not None:

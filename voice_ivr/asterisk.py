@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from hotline.config import PROJECT_ROOT, Settings
+from voice_ivr import phones
 from voice_ivr.ari import basic_auth
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,42 @@ def render_config(settings: Settings, etc_dir: Path) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+    if not (etc_dir / phones.AGENTS_FILE).exists():  # the voice line fills it in
+        phones.write(etc_dir, phones.render([]))
+
+
+def make_hold_music(target: Path) -> None:
+    """A quiet, slow chime for callers on hold (generated: no sound packages needed)."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    notes = ["C4", "E4", "G4", "E4", "A3", "C4", "E4", "C4"]
+    synth = []
+    for note in notes:
+        synth += ["synth", "1.2", "sine", note, "fade", "0.05", "1.2", "0.6", ":"]
+    tmp = target.with_suffix(".tmp.wav")
+    subprocess.run(
+        [
+            "sox",
+            "-R",
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(tmp),
+            *synth[:-1],
+            "vol",
+            "0.25",
+            "repeat",
+            "4",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    os.replace(tmp, target)
 
 
 class EmbeddedAsterisk:
@@ -87,6 +124,7 @@ class EmbeddedAsterisk:
         shutil.copyfile("/etc/hosts", self.root / "etc" / "hosts")
         for sub in ("var/spool/asterisk/recording", "run/asterisk", "var/log/asterisk"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        make_hold_music(self.root / "var/lib/hotline/moh/hold.wav")
 
     def spawn(self) -> None:
         """Start Asterisk in the foreground of its own process group (log: var/log)."""

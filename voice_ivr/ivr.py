@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,9 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hotline.lang import Lang
 from hotline.store.models import Blacklist, CallRecord, Contact, new_id, utcnow
 from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
+from voice_ivr import agents, voicemail
 from voice_ivr.ari import AriClient, AriError
+from voice_ivr.errors import Hangup, NeedsAgent
 from voice_ivr.prompts import prompt
-from voice_ivr.tts import asterisk_media
+from voice_ivr.recorder import Recorder
+from voice_ivr.tts import TtsError, asterisk_media
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +37,31 @@ FIRST_KEY_TIMEOUT = 6.0  # seconds of silence after a prompt before a reprompt
 NEXT_KEY_TIMEOUT = 5.0  # between digits of a code
 MAX_TRIES = 3
 MENU = {"1": "report", "2": "complaint", "3": "case_status", "4": "legal", "0": "agent"}
+# Menu choices handled by people route like the chat intents of the same topic.
+INTENT_OF = {"report": "report_crime", "complaint": "file_complaint", "legal": "legal_consult"}
 
 
 class Speaker(Protocol):
     async def synthesize(self, text: str, lang: Lang) -> Path: ...
 
+    def fallback_prompt(self, lang: Lang) -> Path: ...
 
-class Hangup(Exception):
-    """The caller hung up: the call's task ends."""
+
+Transcriber = Callable[[Path, Lang], Awaitable[str | None]]
+
+
+class Desk(Protocol):
+    """What calls need of the ACD (``hotline.acd.service.AcdService``)."""
+
+    push: Any
+
+    async def enqueue(self, conversation_id: str) -> None: ...
+
+    async def accept(self, conversation_id: str, user_id: str) -> Any: ...
+
+    async def reject(self, conversation_id: str, user_id: str) -> bool: ...
+
+    async def close(self, conversation_id: str, disposition: str, *, by: str) -> None: ...
 
 
 @dataclass
@@ -54,6 +75,13 @@ class Call:
     lang: Lang = "zh"
     playing: str | None = None
     gone: bool = False
+    contact_id: str | None = None
+    conversation_id: str | None = None
+    disposition: str = "completed"
+    # Events that came while a prompt played or keys were read (offers, agent phones):
+    # kept for the phase that handles them.
+    later: list[dict[str, Any]] = field(default_factory=list)
+    state: str = "ivr"  # for the console: ivr, queued, ringing, talking, survey
 
 
 class Ivr:
@@ -65,37 +93,113 @@ class Ivr:
         speaker: Speaker,
         *,
         root: Path | None,
+        desk: Desk | None = None,
+        recorder: Recorder | None = None,
+        office_open: Callable[[], bool] = lambda: True,
+        transcriber: Transcriber | None = None,
     ) -> None:
-        self._ari = ari
+        self.ari = ari
         self._sessions = sessions
         self._tickets = tickets
         self._speaker = speaker
         self._root = root  # prompt files live inside the Asterisk root
+        self.desk = desk
+        self.recorder = recorder
+        self._office_open = office_open
+        self._transcriber = transcriber
         self._calls: dict[str, Call] = {}
+        self._legs: dict[str, Call] = {}  # agent phone channel id -> the caller's call
+        self._by_conversation: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def speaker(self) -> Speaker:
+        return self._speaker
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+    @property
+    def tickets(self) -> TicketService:
+        return self._tickets
 
     # --------------------------------------------------------------- events
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         channel = event.get("channel") if isinstance(event.get("channel"), dict) else None
-        if kind == "StasisStart" and channel is not None:
-            await self._start(channel, event.get("args") or [])
+        if self.recorder is not None and await self.recorder.on_event(event):
+            return
+        channel_id = str(channel.get("id")) if channel is not None else ""
+        if kind == "StasisStart" and channel is not None and channel_id not in self._legs:
+            if not event.get("args"):  # a caller; our own channels carry arguments
+                await self._start(channel, [])
             return
         target = None
         if channel is not None:
-            target = self._calls.get(str(channel.get("id")))
-        elif isinstance(event.get("playback"), dict):
-            uri = str(event["playback"].get("target_uri", ""))
-            target = self._calls.get(uri.removeprefix("channel:"))
+            target = self._calls.get(channel_id) or self._legs.get(channel_id)
+        else:
+            for key in ("playback", "recording"):
+                if isinstance(event.get(key), dict):
+                    uri = str(event[key].get("target_uri", ""))
+                    target = self._calls.get(uri.removeprefix("channel:"))
         if target is not None:
             await target.events.put(event)
 
+    async def notify(self, conversation_id: str, event: dict[str, Any]) -> bool:
+        """Hand a hub or ACD event (offer, state, position...) to the call it concerns."""
+        call = self._by_conversation.get(conversation_id)
+        if call is None:
+            return False
+        await call.events.put(event)
+        return True
+
+    def leg_opened(self, leg_id: str, call: Call) -> None:
+        self._legs[leg_id] = call
+
+    def leg_closed(self, leg_id: str) -> None:
+        self._legs.pop(leg_id, None)
+
+    def conversation_opened(self, call: Call) -> None:
+        if call.conversation_id is not None:
+            self._by_conversation[call.conversation_id] = call
+
+    def call_state(self, conversation_id: str) -> str | None:
+        """queued, ringing, talking or survey, for a call still on the line."""
+        call = self._by_conversation.get(conversation_id)
+        return call.state if call is not None else None
+
+    def office_open(self) -> bool:
+        return self._office_open()
+
+    async def transcribe(self, wav: Path, lang: Lang) -> str | None:
+        """What a recording says, if a model for ``lang`` is installed."""
+        if self._transcriber is None:
+            return None
+        try:
+            return await self._transcriber(wav, lang)
+        except Exception:
+            log.exception("transcription failed")
+            return None
+
     async def reconcile(self) -> None:
-        """After an ARI reconnect: calls whose channel vanished meanwhile are over."""
-        alive = {str(c.get("id")) for c in await self._ari.channels()}
+        """After an ARI reconnect, catch up on what the lost events would have said.
+
+        Calls whose channel vanished are over; agents' phones that vanished hung up; a
+        prompt that finished meanwhile is finished (else the call would wait for it).
+        """
+        alive = {str(c.get("id")) for c in await self.ari.channels()}
         for channel_id, call in list(self._calls.items()):
             if channel_id not in alive:
                 await call.events.put({"type": "StasisEnd", "channel": {"id": channel_id}})
+                continue
+            if call.playing is not None and not await self.ari.playing(call.playing):
+                playback = {"id": call.playing, "target_uri": f"channel:{channel_id}"}
+                await call.events.put({"type": "PlaybackFinished", "playback": playback})
+        for leg_id, call in list(self._legs.items()):
+            if leg_id not in alive:
+                await call.events.put({"type": "ChannelDestroyed", "channel": {"id": leg_id}})
+        log.info("ari reconciled", extra={"calls": len(self._calls)})
 
     async def _start(self, channel: dict[str, Any], _args: list[Any]) -> None:
         channel_id = str(channel.get("id", ""))
@@ -122,70 +226,78 @@ class Ivr:
 
     # ------------------------------------------------------------ call flow
     async def _run(self, call: Call) -> None:
-        disposition = "completed"
         try:
-            await self._ari.answer(call.channel_id)
-            await self._update(call, answered_at=utcnow())
-            await self._step(call, "answered")
+            await self.ari.answer(call.channel_id)
+            await self.update(call, answered_at=utcnow())
+            await self.step(call, "answered")
             if await self._blacklisted(call):
-                await self._step(call, "refused", "blacklisted")
+                await self.step(call, "refused", "blacklisted")
                 log.warning("blacklisted caller refused", extra={"call_id": call.record_id})
-                await self._say(call, prompt("blacklisted", call.lang), interruptible=False)
-                disposition = "refused"
+                await self.say(call, prompt("blacklisted", call.lang), interruptible=False)
+                call.disposition = "refused"
                 return
-            call.lang = await self._choose_language(call)
-            await self._step(call, "language", call.lang)
-            await self._menu(call)
+            try:
+                call.lang = await self._choose_language(call)
+                await self.step(call, "language", call.lang)
+                if not self.office_open():
+                    await self.step(call, "after_hours")
+                    await voicemail.take_message(self, call, why="after_hours")
+                    return
+                wants = await self._menu(call)
+            except NeedsAgent:
+                wants = ("tts_failed", None)
+            if wants is not None:
+                with contextlib.suppress(NeedsAgent):  # speech failed after the agent
+                    await agents.connect(self, call, reason=wants[0], intent=wants[1])
         except Hangup:
-            disposition = "caller_hangup"
+            if call.disposition == "completed":
+                call.disposition = "caller_hangup"
         except (AriError, OSError):
             log.exception("call failed", extra={"call_id": call.record_id})
-            disposition = "failed"
+            call.disposition = "failed"
         finally:
             self._calls.pop(call.channel_id, None)
+            if call.conversation_id is not None:
+                self._by_conversation.pop(call.conversation_id, None)
             if not call.gone:
                 with contextlib.suppress(AriError, OSError):
-                    await self._ari.hangup(call.channel_id)
-            await self._update(call, ended_at=utcnow(), disposition=disposition)
+                    await self.ari.hangup(call.channel_id)
+            await self.update(call, ended_at=utcnow(), disposition=call.disposition)
 
     async def _choose_language(self, call: Call) -> Lang:
-        await self._say(call, prompt("welcome", "zh"))
-        key = await self._key(call, FIRST_KEY_TIMEOUT)
+        await self.say(call, prompt("welcome", "zh"))
+        key = await self.key(call, FIRST_KEY_TIMEOUT)
         return "en" if key == "2" else "zh"
 
-    async def _menu(self, call: Call) -> None:
+    async def _menu(self, call: Call) -> tuple[str, str | None] | None:
+        """The main menu; returns (handoff reason, intent) when the caller needs a person."""
         misses = 0
         while True:
-            await self._say(call, prompt("menu", call.lang))
-            key = await self._key(call, FIRST_KEY_TIMEOUT)
-            choice = {
-                "1": "report",
-                "2": "complaint",
-                "3": "case_status",
-                "4": "legal",
-                "0": "agent",
-            }
-            if key is None or key not in choice:
+            await self.say(call, prompt("menu", call.lang))
+            key = await self.key(call, FIRST_KEY_TIMEOUT)
+            if key is None or key not in MENU:
                 misses += 1
-                await self._step(call, "no_input" if key is None else "no_match")
+                await self.step(call, "no_input" if key is None else "no_match")
                 if misses >= MAX_TRIES:
-                    await self._say(call, prompt("goodbye", call.lang), interruptible=False)
-                    return
+                    return ("bot_gave_up", None)
                 continue
             misses = 0
-            await self._step(call, "menu", MENU[key])
-            if MENU[key] == "case_status":
+            choice = MENU[key]
+            await self.step(call, "menu", choice)
+            if choice == "case_status":
                 await self._case_status(call)
+            elif choice == "agent":
+                return ("requested", None)
             else:
-                await self._say(call, prompt("not_by_phone_yet", call.lang))
+                return ("requested", INTENT_OF[choice])
 
     async def _case_status(self, call: Call) -> None:
-        await self._say(call, prompt("enter_code", call.lang))
-        code = await self._digits(call, 12)
-        await self._say(call, prompt("enter_pin", call.lang))
-        pin = await self._digits(call, 6)
+        await self.say(call, prompt("enter_code", call.lang))
+        code = await self.digits(call, 12)
+        await self.say(call, prompt("enter_pin", call.lang))
+        pin = await self.digits(call, 6)
         result = await self._tickets.lookup(code, pin, f"call-{call.record_id}")
-        await self._step(call, "case_status", result.outcome.value)
+        await self.step(call, "case_status", result.outcome.value)
         lang = call.lang
         if result.outcome is LookupOutcome.FOUND and result.ticket is not None:
             ticket = result.ticket
@@ -200,17 +312,30 @@ class Ivr:
             text = prompt("status_locked", lang, until=until)
         else:
             text = prompt("status_no_match", lang, left=result.attempts_left)
-        await self._say(call, text)
+        await self.say(call, text)
 
     # ---------------------------------------------------------------- media
-    async def _say(self, call: Call, text: str, *, interruptible: bool = True) -> None:
-        """Speak ``text``; a key press stops it (and is kept for the next read)."""
-        path = await self._speaker.synthesize(text, call.lang)
+    async def say(self, call: Call, text: str, *, interruptible: bool = True) -> None:
+        """Speak ``text``; a key press stops it (and is kept for the next read).
+
+        If synthesis fails the caller hears the pre-rendered "please hold" instead of
+        silence, and ``NeedsAgent`` sends the call to a person.
+        """
+        try:
+            path = await self._speaker.synthesize(text, call.lang)
+        except TtsError:
+            log.exception("speech synthesis failed", extra={"call_id": call.record_id})
+            await self.step(call, "tts_fallback")
+            await self.play_file(call, self._speaker.fallback_prompt(call.lang))
+            raise NeedsAgent from None
+        await self.play_file(call, path, interruptible=interruptible)
+
+    async def play_file(self, call: Call, path: Path, *, interruptible: bool = False) -> None:
         media = asterisk_media(self._in_root(path))
         playback_id = uuid.uuid4().hex
         call.playing = playback_id
         try:
-            await self._ari.play(call.channel_id, media, playback_id)
+            await self.ari.play(call.channel_id, media, playback_id)
         except AriError as exc:
             if exc.status == 404:  # the channel is gone: the caller hung up
                 call.gone = True
@@ -218,7 +343,7 @@ class Ivr:
             raise
         try:
             while True:
-                event = await self._next(call, timeout=120)
+                event = await self._media_event(call, timeout=120)
                 if event is None:
                     return
                 kind = event.get("type")
@@ -227,7 +352,7 @@ class Ivr:
                 if kind == "ChannelDtmfReceived":
                     call.keys.append(str(event.get("digit", "")))
                     if interruptible:
-                        await self._ari.stop_playback(playback_id)
+                        await self.ari.stop_playback(playback_id)
                         return
         finally:
             call.playing = None
@@ -237,7 +362,7 @@ class Ivr:
             return path
         return Path("/") / path.resolve().relative_to(self._root.resolve())
 
-    async def _key(self, call: Call, timeout: float) -> str | None:
+    async def key(self, call: Call, timeout: float) -> str | None:
         if call.keys:
             return call.keys.pop(0)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -245,37 +370,58 @@ class Ivr:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return None
-            event = await self._next(call, timeout=left)
+            event = await self._media_event(call, timeout=left)
             if event is None:
                 return None
             if event.get("type") == "ChannelDtmfReceived":
                 return str(event.get("digit", ""))
 
-    async def _digits(self, call: Call, max_len: int) -> str:
+    async def digits(self, call: Call, max_len: int) -> str:
         """Keys up to ``#`` or ``max_len`` digits, with a timeout between keys."""
         out = ""
         timeout = FIRST_KEY_TIMEOUT * 2
         while len(out) < max_len:
-            key = await self._key(call, timeout)
+            key = await self.key(call, timeout)
             if key is None or key == "#":
                 return out
             if key.isdigit():
                 out += key
             timeout = NEXT_KEY_TIMEOUT
         # Full length: the caller may still press the terminator; it belongs to this entry.
-        key = await self._key(call, 1.5)
+        key = await self.key(call, 1.5)
         if key is not None and key != "#":
             call.keys.insert(0, key)
         return out
 
-    async def _next(self, call: Call, timeout: float) -> dict[str, Any] | None:
+    async def next(self, call: Call, timeout: float) -> dict[str, Any] | None:
+        """The call's next event (``None`` on timeout); the caller hanging up raises."""
+        if call.later:
+            return call.later.pop(0)
+        return await self._raw_next(call, timeout)
+
+    async def _media_event(self, call: Call, timeout: float) -> dict[str, Any] | None:
+        """Like ``next`` for prompts and keys: other parties' events are kept for later."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            event = await self._raw_next(call, max(left, 0))
+            if event is None:
+                return None
+            foreign = str((event.get("channel") or {}).get("id", call.channel_id))
+            if str(event.get("type", "")).startswith("hl_") or foreign != call.channel_id:
+                call.later.append(event)
+                continue
+            return event
+
+    async def _raw_next(self, call: Call, timeout: float) -> dict[str, Any] | None:
         try:
             event = await asyncio.wait_for(call.events.get(), timeout)
         except TimeoutError:
             return None
         if event.get("type") in ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"):
-            call.gone = True
-            raise Hangup
+            if str((event.get("channel") or {}).get("id")) == call.channel_id:
+                call.gone = True
+                raise Hangup
         return event
 
     # -------------------------------------------------------------- records
@@ -295,9 +441,10 @@ class Ivr:
             if record is not None:
                 record.contact_id = contact.id
             await session.commit()
+            call.contact_id = contact.id
             return await session.get(Blacklist, contact.id) is not None
 
-    async def _step(self, call: Call, step: str, value: str | None = None) -> None:
+    async def step(self, call: Call, step: str, value: str | None = None) -> None:
         entry: dict[str, Any] = {"at": utcnow().isoformat(), "step": step}
         if value is not None:
             entry["value"] = value
@@ -310,7 +457,7 @@ class Ivr:
                 await session.commit()
         log.info("ivr step", extra={"call_id": call.record_id, "step": step, "value": value})
 
-    async def _update(self, call: Call, **values: Any) -> None:
+    async def update(self, call: Call, **values: Any) -> None:
         async with self._sessions() as session:
             record = await session.get(CallRecord, call.record_id)
             if record is not None:

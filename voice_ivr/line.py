@@ -1,30 +1,83 @@
-"""The phone line as the hub starts it: the ARI connection with the IVR listening on it."""
+"""The phone line as the hub starts it: ARI, the IVR, the agents' phones, recordings.
+
+``VoiceChannel`` is the voice side of the hub's channel registry and of the ACD: what
+the hub or the ACD tells a caller (state, place in line, an offer ringing an agent's
+phone) becomes an event of that caller's call task.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from hotline import office_hours
+from hotline.acd.service import AcdService
+from hotline.channels import OutputChannel
 from hotline.config import Settings
-from hotline.tickets import TicketService
-from voice_ivr.ari import AriClient
+from hotline.hub import Hub
+from hotline.lang import Lang
+from hotline.messages import Outbound
+from hotline.store.models import ConversationState, utcnow
+from voice_ivr import phones
+from voice_ivr.ari import AriClient, AriError
+from voice_ivr.asr import VoskEngine, recognize
 from voice_ivr.ivr import Ivr
-from voice_ivr.tts import EspeakTts
+from voice_ivr.recorder import Recorder
+from voice_ivr.tts import EspeakTts, TtsError
+
+log = logging.getLogger(__name__)
+
+
+class VoiceChannel(OutputChannel):
+    name = "voice"
+
+    def __init__(self, ivr: Ivr) -> None:
+        self._ivr = ivr
+
+    async def deliver(self, message: Outbound) -> None:
+        await self._ivr.notify(
+            message.conversation_id,
+            {"type": "hl_say", "author": message.author.value, "text": message.text},
+        )
+
+    async def state_changed(self, conversation_id: str, state: ConversationState) -> None:
+        await self._ivr.notify(conversation_id, {"type": "hl_state", "state": state.value})
+
+    async def queue_position(self, conversation_id: str, position: int, eta_seconds: int) -> None:
+        event = {"type": "hl_position", "position": position, "eta": eta_seconds}
+        await self._ivr.notify(conversation_id, event)
+
+    # The ACD's phone side.
+    async def offered(self, conversation_id: str, agent_id: str, expires_at: float) -> None:
+        event = {"type": "hl_offer", "agent_id": agent_id, "expires_at": expires_at}
+        await self._ivr.notify(conversation_id, event)
+
+    async def withdrawn(self, conversation_id: str, agent_id: str) -> None:
+        await self._ivr.notify(conversation_id, {"type": "hl_withdrawn", "agent_id": agent_id})
 
 
 class VoiceLine:
-    def __init__(self, ari: AriClient, ivr: Ivr) -> None:
-        self.ari, self.ivr = ari, ivr
+    def __init__(
+        self, settings: Settings, ari: AriClient, ivr: Ivr, recorder: Recorder, etc_dir: Path
+    ) -> None:
+        self.settings = settings
+        self.ari, self.ivr, self.recorder = ari, ivr, recorder
+        self._etc_dir = etc_dir
+        self._phones_lock = asyncio.Lock()
 
     @classmethod
-    def start(
+    async def start(
         cls,
         settings: Settings,
         http: aiohttp.ClientSession,
         sessions: async_sessionmaker[Any],
-        tickets: TicketService,
+        hub: Hub,
+        acd: AcdService,
     ) -> VoiceLine:
         """Connect the IVR to ARI; the events socket reconnects by itself."""
         ari = AriClient(
@@ -32,12 +85,79 @@ class VoiceLine:
         )
         root = settings.asterisk_root
         if root is not None and not root.exists():
-            root = None  # an external Asterisk: prompts live in var/ (see asterisk/README.md)
-        prompts = root / "var/lib/hotline/prompts" if root else settings.var_dir / "prompts"
-        ivr = Ivr(ari, sessions, tickets, EspeakTts(prompts), root=root)
+            root = None  # an external Asterisk: shared paths live in var/ (asterisk/README.md)
+        base = root if root is not None else settings.var_dir / "asterisk"
+        tts = EspeakTts(base / "var/lib/hotline/prompts")
+        try:
+            await tts.prepare()
+        except TtsError:
+            log.exception("text to speech is not working: callers hear only the fallback")
+        recorder = Recorder(
+            sessions,
+            base / "var/spool/asterisk/recording",
+            settings.var_dir / "recordings",
+            settings.secret_key,
+        )
+        windows = office_hours.parse(settings.office_hours)
+        ivr = Ivr(
+            ari,
+            sessions,
+            hub.tickets,
+            tts,
+            root=root,
+            desk=acd,
+            recorder=recorder,
+            office_open=lambda: office_hours.is_open(
+                windows, settings.timezone, settings.holidays, utcnow()
+            ),
+            transcriber=_transcriber(settings),
+        )
+        channel = VoiceChannel(ivr)
+        hub.channels.register(channel)
+        acd.phones = channel
+        line = cls(settings, ari, ivr, recorder, base / "etc/asterisk")
         ari.listen(ivr.on_event, ivr.reconcile)
-        return cls(ari, ivr)
+        await line.sync_phones(sessions)
+        return line
+
+    async def sync_phones(self, sessions: async_sessionmaker[Any]) -> None:
+        """Render the agents' endpoints; reload PJSIP when they changed."""
+        async with self._phones_lock:
+            async with sessions() as session:
+                text = phones.render(await phones.phones(session))
+            if phones.write(self._etc_dir, text):
+                try:
+                    await self.ari.reload_module("res_pjsip.so")
+                except (AriError, aiohttp.ClientError, OSError):
+                    log.exception("could not reload PJSIP; agents' phones change at next start")
 
     async def close(self) -> None:
         await self.ari.close()
         await self.ivr.close()
+
+
+def _transcriber(settings: Settings) -> Any:
+    """Vosk, for the languages an operator installed a model for (none ship for zh/en)."""
+    engines: dict[str, VoskEngine] = {
+        lang: VoskEngine(folder, lang) for lang, folder in settings.vosk_models if folder.is_dir()
+    }
+    if not engines:
+        return None
+
+    async def transcribe(wav: Path, lang: Lang) -> str | None:
+        engine = engines.get(lang)
+        if engine is None:
+            return None
+        pcm, rate = await asyncio.to_thread(_read_wav, wav)
+        result = await asyncio.to_thread(recognize, engine, pcm, rate, None, lang=lang)
+        text = result.text.replace("[unk]", "").strip()
+        return text or None
+
+    return transcribe
+
+
+def _read_wav(path: Path) -> tuple[bytes, int]:
+    import wave
+
+    with wave.open(str(path)) as wav:
+        return wav.readframes(wav.getnframes()), wav.getframerate()

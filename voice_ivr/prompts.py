@@ -46,8 +46,60 @@ PROMPTS: dict[str, dict[Lang, str]] = {
         "en": "Sorry, we cannot take your call. In an emergency, call 110. Goodbye.",
     },
     "goodbye": {"zh": "感谢您的来电，再见。", "en": "Thank you for calling. Goodbye."},
+    "connecting": {
+        "zh": "正在为您转接人工服务，请稍候。",
+        "en": "Please hold while we connect you to a member of staff.",
+    },
+    "position": {
+        "zh": "您前面还有{ahead}位来电，请耐心等候。",
+        "en": "There are {ahead} callers ahead of you. Thank you for holding.",
+    },
+    "position_next": {
+        "zh": "您是下一位，请稍候。",
+        "en": "You are next in line. Please hold.",
+    },
+    "survey": {
+        "zh": "请对本次服务进行评价：非常满意请按1，满意请按2，不满意请按3。",
+        "en": "Please rate our service. Very satisfied, press 1. Satisfied, press 2. "
+        "Dissatisfied, press 3.",
+    },
+    "survey_thanks": {"zh": "感谢您的评价，再见。", "en": "Thank you for your rating. Goodbye."},
+    "leave_message": {
+        "zh": "{why}请在提示音后留言，说明您要反映的问题，留言结束请按井号键。",
+        "en": "{why}Please leave a message after the tone, telling us what you want to report. "
+        "Press the hash key when you are done.",
+    },
+    "nobody_free": {
+        "zh": "抱歉，目前没有工作人员可以接听。",
+        "en": "Sorry, nobody is free to take your call.",
+    },
+    "after_hours": {
+        "zh": "现在是非工作时间。",
+        "en": "Our office is closed now.",
+    },
+    "message_saved": {
+        "zh": "您的留言已登记。您的案件编号是{code}，查询密码是{pin}。请记下。重复一遍，"
+        "案件编号{code}，查询密码{pin}。",
+        "en": "Your message has been registered. Your case code is {code}, and your PIN is "
+        "{pin}. Please write them down. Again: case code {code}, PIN {pin}.",
+    },
+    "spoken_message": {
+        "zh": "（电话留言，{seconds}秒，请听录音）",
+        "en": "(Spoken message, {seconds} seconds: listen to the recording.)",
+    },
+    "message_empty": {
+        "zh": "没有录到您的留言。",
+        "en": "We did not hear a message.",
+    },
 }
 
 
 def prompt(key: str, lang: Lang, **values: Any) -> str:
     return PROMPTS[key][lang].format(**values)
+
+
+def spell(digits: str, lang: Lang) -> str:
+    """Digits one by one, as a code must be read out ("1 2 3", not "one hundred ...")."""
+    return ("，" if lang == "zh" else ", ").join(
+        " ".join(digits[i : i + 4]) for i in range(0, len(digits), 4)
+    )

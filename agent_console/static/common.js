@@ -1,5 +1,5 @@
 /*!
- * hotline staff pages — shared helpers (console and supervisor page).
+ * hotline staff pages — shared helpers (console, supervisor page, calls page).
  *
  * Plain JS, no dependencies, no build step. Exposes one global, HL.
  * Rule for every file here: text from the server or from people is untrusted and
@@ -175,6 +175,43 @@
     var d = parseTime(iso);
     if (!d) return "";
     try { return d.toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false }); } catch (e) { return d.toISOString(); }
+  }
+
+  /** Time of day only ("14:05:09"), for steps within one call. */
+  function fmtClock(iso) {
+    var d = parseTime(iso);
+    if (!d) return "";
+    try { return d.toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false }); } catch (e) { return d.toISOString().slice(11, 19); }
+  }
+
+  // ---------------------------------------------------------------------
+  // Phone calls: the IVR path of a call record ([{at, step, value?}])
+  // ---------------------------------------------------------------------
+  /** The name of an IVR step in the current language; an unknown step as it came. */
+  function ivrStep(step) {
+    return tOr("ivr_" + step, step == null ? "" : step);
+  }
+
+  /**
+   * The value of an IVR step: "ivrv_<step>_<value>", then "ivrv_<value>", then the
+   * language names for the language step, else the raw value (which may be what the
+   * caller said: it only ever reaches the page as text).
+   */
+  function ivrValue(step, value) {
+    if (value == null || value === "") return "";
+    var v = String(value);
+    if (has("ivrv_" + step + "_" + v)) return t("ivrv_" + step + "_" + v);
+    if (has("ivrv_" + v)) return t("ivrv_" + v);
+    if (step === "language" && has("lang_" + v)) return t("lang_" + v);
+    return v;
+  }
+
+  /** "Main menu: case status" for one IVR path entry. */
+  function ivrText(entry) {
+    if (!entry || typeof entry !== "object") return "";
+    var value = ivrValue(entry.step, entry.value);
+    var name = ivrStep(entry.step);
+    return value ? t("ivrStepValue", { step: name, value: value }) : name;
   }
 
   function uuid() {
@@ -449,7 +486,8 @@
   window.HL = {
     t: t, tOr: tOr, has: has, tr: tr, lang: function () { return lang; }, onLang: onLang,
     h: h, appendAll: appendAll, clear: clear, byTestId: byTestId, option: option, say: say, sayKey: sayKey,
-    fmtDuration: fmtDuration, fmtTime: fmtTime, parseTime: parseTime, uuid: uuid,
+    fmtDuration: fmtDuration, fmtTime: fmtTime, fmtClock: fmtClock, parseTime: parseTime, uuid: uuid,
+    ivrStep: ivrStep, ivrValue: ivrValue, ivrText: ivrText,
     api: api, errorText: errorText, user: function () { return user; },
     start: start, Socket: Socket, showConnection: showConnection, listFrom: listFrom
   };

@@ -4,6 +4,11 @@
  * One page, several chats at once in tabs. State comes from the staff API and the
  * /ws/agent socket (docs/agent-api.md). Every string shown comes from the i18n
  * table; every piece of data is inserted as text (see common.js).
+ *
+ * Phone calls (channel "voice") share the tabs: the agent takes a call by answering
+ * the desk phone or softphone, so a call offer has no Accept button; once answered
+ * the tab opens by itself with a call panel (caller, state, talk timer, IVR path,
+ * Hang up, Transfer) in place of the chat composer.
  */
 (function () {
   "use strict";
@@ -16,6 +21,9 @@
   var DISPOSITIONS = ["resolved", "info_given", "ticket_created", "referred", "no_response", "abusive"];
   var TICKET_KINDS = ["report", "complaint", "appeal", "compensation"];
   var ACK_TIMEOUT = 8000;   // no ack on the socket by then: send over HTTP (same client id)
+  var PHONE_EVERY = 30000;  // how often the header asks whether the phone is registered
+  var PHONE_NUMBER = /^\+?[0-9]{1,31}$|^[0-9]{32}$/;   // outside number: digits, an optional leading +, at most 32 characters
+  var CALL_OVER = { ended: true, survey: true };
 
   // ---------------------------------------------------------------------
   // Page state
@@ -29,6 +37,9 @@
   var cannedCache = {};     // lang -> Promise<list>
   var queuesPromise = null; // Promise<list> of queues for the transfer form
   var ticker = null;
+  var phoneTimer = null;
+  var phoneGen = 0;         // bumped at sign-in/out: a late answer from before is dropped
+  var phoneInfo = null;     // last GET /api/agents/me/phone answer
 
   function $(id) { return document.getElementById(id); }
 
@@ -77,7 +88,8 @@
     if (any && !flashTimer) {
       flashTimer = setInterval(function () {
         flashOn = !flashOn;
-        document.title = flashOn ? t("titleFlash") : baseTitle();
+        var call = Object.keys(offers).some(function (id) { return !offers[id].dead && isVoice(offers[id].data); });
+        document.title = flashOn ? t(call ? "titleFlashCall" : "titleFlash") : baseTitle();
       }, 1000);
     } else if (!any && flashTimer) {
       clearInterval(flashTimer);
@@ -137,6 +149,7 @@
     var offer = { id: id, data: o, received: Date.now(), expires: HL.parseTime(o.expires_at), els: {} };
     offers[id] = offer;
     offer.card = buildOfferCard(offer);
+    offer.card.setAttribute("data-channel", o.channel == null ? "" : String(o.channel));
     $("offers").appendChild(offer.card);
     renderOfferTimes(offer);
     // The hello frame's offer may carry only ids: fill in the rest from the conversation.
@@ -149,6 +162,9 @@
     return h("div", { className: "kv" }, [h("span", { className: "k", i18n: labelKey }), valueEl]);
   }
 
+  /** A phone call: taken on the phone, not in the browser. */
+  function isVoice(o) { return !!o && o.channel === "voice"; }
+
   function buildOfferCard(offer) {
     var els = offer.els;
     els.channel = h("span", { className: "v", testid: "offer-channel" });
@@ -156,6 +172,10 @@
     els.intent = h("span", { className: "v", testid: "offer-intent" });
     els.waiting = h("span", { className: "v", testid: "offer-waiting" });
     els.countdown = h("span", { className: "v countdown", testid: "offer-countdown" });
+    els.caller = h("span", { className: "v", testid: "offer-caller" });
+    els.callerRow = offerRow("caller", els.caller);
+    els.title = h("h3", { i18n: "offerTitle" });
+    els.ringing = h("p", { className: "ringing", testid: "offer-ringing", i18n: "phoneRinging", hidden: true });
     els.preview = h("blockquote", { className: "preview", testid: "offer-preview" });
     els.error = h("p", { className: "error", testid: "offer-error", role: "alert", hidden: true });
     els.accept = h("button", { type: "button", className: "primary", testid: "offer-accept", i18n: "accept", onclick: function () { acceptOffer(offer); } });
@@ -163,8 +183,10 @@
     els.dismiss = h("button", { type: "button", testid: "offer-dismiss", i18n: "dismiss", hidden: true, onclick: function () { removeOffer(offer.id); } });
     fillOffer(offer);
     return h("article", { className: "offer", testid: "offer", "data-conversation-id": offer.id, role: "alert" }, [
-      h("h3", { i18n: "offerTitle" }),
+      els.title,
+      els.ringing,
       h("div", { className: "offer-grid" }, [
+        els.callerRow,
         offerRow("channel", els.channel), offerRow("language", els.language), offerRow("intent", els.intent),
         offerRow("waiting", els.waiting), offerRow("expiresIn", els.countdown)
       ]),
@@ -176,6 +198,14 @@
 
   function fillOffer(offer) {
     var o = offer.data, els = offer.els;
+    var voice = isVoice(o);
+    // A call is answered on the phone: no Accept button, only Reject.
+    tr(els.title, voice ? "offerTitleCall" : "offerTitle");
+    els.ringing.hidden = !voice || !!offer.dead;
+    els.callerRow.hidden = !voice;
+    els.caller.textContent = o.caller == null || o.caller === "" ? "—" : String(o.caller);
+    els.accept.hidden = voice || !!offer.dead;
+    if (offer.card) offer.card.setAttribute("data-channel", o.channel == null ? "" : String(o.channel));
     labelled(els.channel, "channel_", o.channel);
     labelled(els.language, "lang_", o.language);
     labelled(els.intent, "intent_", o.intent);
@@ -189,6 +219,7 @@
       var c = r.data.conversation;
       var o = offer.data;
       o.channel = c.channel; o.language = c.language; o.intent = c.intent; o.preview = c.last_text;
+      if (r.data.call && o.caller == null) o.caller = r.data.call.caller;
       var queued = HL.parseTime(c.queued_at);
       if (queued && o.waiting_seconds == null) { o.waiting_seconds = (Date.now() - queued.getTime()) / 1000; offer.received = Date.now(); }
       fillOffer(offer);
@@ -221,6 +252,7 @@
       offer.dead = true;
       els.accept.hidden = true;
       els.reject.hidden = true;
+      els.ringing.hidden = true;
       els.dismiss.hidden = false;
       offer.card.classList.add("dead");
       updateTitleFlash();
@@ -272,11 +304,11 @@
    * Open (or focus) the tab for a conversation. mode: "live" (we hold it),
    * "readonly" (history), "wrapup" (closed, not dismissed), "unassigned" (taken away).
    */
-  function openConversation(id, mode, focus) {
+  function openConversation(id, mode, focus, channel) {
     id = String(id);
     var conv = convs[id];
     if (!conv) {
-      conv = createConversation(id, mode);
+      conv = createConversation(id, mode, channel);
       convs[id] = conv;
       $("tabs").appendChild(conv.tab);
       $("panels").appendChild(conv.panel);
@@ -290,8 +322,17 @@
     return conv;
   }
 
-  function createConversation(id, mode) {
-    var conv = { id: id, mode: mode, detail: null, seen: {}, live: [], els: {}, ticketCreated: false };
+  /**
+   * channel: "voice" when already known (from the offer), so a call never shows the
+   * chat composer while its details load.
+   */
+  function createConversation(id, mode, channel) {
+    var conv = {
+      id: id, mode: mode, detail: null, seen: {}, live: [], els: {}, ticketCreated: false,
+      // phone calls only
+      voice: channel === "voice", call: null, callState: null, callStoppedAt: null, talkFinal: null,
+      transferOpen: false, hangingUp: false
+    };
     conv.tab = buildTab(conv);
     conv.panel = buildPanel(conv);
     setMode(conv, mode);
@@ -318,7 +359,7 @@
 
   function renderTabLabel(conv) {
     var c = conv.detail && conv.detail.conversation;
-    var name = t("convShort", { id: conv.id.slice(0, 8) });
+    var name = t(conv.voice ? "callShort" : "convShort", { id: conv.id.slice(0, 8) });
     if (c && c.intent) name += " · " + HL.tOr("intent_" + c.intent, c.intent);
     conv.els.tabLabel.textContent = name;
     conv.els.tabLabel.setAttribute("title", conv.id);
@@ -366,8 +407,15 @@
     var badge = conv.els.modeBadge;
     if (mode === "live") { badge.hidden = true; badge.removeAttribute("data-i18n"); }
     else { badge.hidden = false; tr(badge, "mode_" + mode); }
-    if (notice) HL.sayKey(conv.els.modeNotice, notice);
+    if (notice) HL.sayKey(conv.els.modeNotice, noticeKey(conv, notice));
     else if (mode === "live") HL.say(conv.els.modeNotice, "");
+    if (!live) conv.transferOpen = false;
+    renderVoiceControls(conv);
+  }
+
+  /** A notice about a call says "call", not "chat", where the table has that text. */
+  function noticeKey(conv, key) {
+    return conv.voice && HL.has("call_" + key) ? "call_" + key : key;
   }
 
   // --------------------------------------------------------------- panel
@@ -390,12 +438,14 @@
       h("button", { type: "button", testid: "wrapup-dismiss", i18n: "dismissTab", onclick: function () { dismiss(conv); } })
     ]);
     els.composer = buildComposer(conv);
+    els.callBox = buildCallBox(conv);
+    els.voiceHint = h("p", { className: "muted voice-hint", testid: "voice-transcript-hint", i18n: "voiceTranscriptHint", hidden: true });
 
     var head = h("header", { className: "conv-head" }, [
       h("div", { className: "conv-title" }, [h("strong", { text: conv.id }), els.modeBadge, els.meta]),
       els.intent, els.queue
     ]);
-    var main = h("div", { className: "conv-main" }, [els.modeNotice, els.loadError, els.transcript, els.wrapup, els.composer]);
+    var main = h("div", { className: "conv-main" }, [els.modeNotice, els.loadError, els.callBox, els.voiceHint, els.transcript, els.wrapup, els.composer]);
 
     els.fields = h("div", { className: "fields", testid: "fields" });
     els.identity = buildIdentity(conv);
@@ -511,9 +561,16 @@
       i18nPlaceholder: "transferNote",
       i18nLabel: "transferNote"
     });
+    // Calls only: the third kind of target, a number outside the hotline.
+    els.transferNumber = h("input", {
+      type: "tel", testid: "transfer-number", maxlength: "40", inputmode: "tel", autocomplete: "off",
+      i18nPlaceholder: "transferNumber",
+      i18nLabel: "transferNumber",
+      hidden: true
+    });
     els.transferError = h("p", { className: "error", testid: "transfer-error", role: "alert", hidden: true });
     var submit = h("button", { type: "submit", testid: "transfer-submit", i18n: "transferSubmit" });
-    var form = h("form", { className: "stack" }, [els.transferQueue, els.transferAgent, els.transferNote, submit, els.transferError]);
+    var form = h("form", { className: "stack" }, [els.transferQueue, els.transferAgent, els.transferNumber, els.transferNote, submit, els.transferError]);
     form.addEventListener("submit", function (ev) { ev.preventDefault(); transfer(conv, submit); });
     loadQueues(conv);
     return section("transferTitle", "transfer-box", [form]);
@@ -525,9 +582,170 @@
       DISPOSITIONS.map(function (d) { return HL.option(d, "", "disp_" + d); }));
     els.closeError = h("p", { className: "error", testid: "close-error", role: "alert", hidden: true });
     var submit = h("button", { type: "submit", className: "danger", testid: "close-submit", i18n: "closeSubmit" });
+    els.closeSubmit = submit;
     var form = h("form", { className: "inline-form" }, [els.disposition, submit]);
     form.addEventListener("submit", function (ev) { ev.preventDefault(); closeConversation(conv, submit); });
-    return section("closeTitle", "close-box", [form, els.closeError]);
+    var box = section("closeTitle", "close-box", [form, els.closeError]);
+    els.closeTitle = box.querySelector("h4");
+    return box;
+  }
+
+  // ------------------------------------------------------------ call panel
+  function buildCallBox(conv) {
+    var els = conv.els;
+    els.callCaller = h("strong", { className: "v", testid: "call-caller", text: "—" });
+    els.callDialled = h("span", { className: "v", testid: "call-dialled", text: "—" });
+    els.callState = h("span", { className: "call-state", testid: "call-state", role: "status" });
+    els.callTimer = h("span", { className: "v call-timer", testid: "call-timer", text: "—" });
+    els.callWaited = h("span", { className: "v", testid: "call-waited", text: "—" });
+    els.ivrPath = h("ol", { className: "ivr-path", testid: "ivr-path" });
+    els.hangup = h("button", { type: "button", className: "danger", testid: "call-hangup", i18n: "hangup", onclick: function () { hangup(conv); } });
+    els.callTransfer = h("button", { type: "button", testid: "call-transfer", i18n: "callTransfer", "aria-expanded": "false", onclick: function () { toggleTransfer(conv); } });
+    els.callError = h("p", { className: "error", testid: "call-error", role: "alert", hidden: true });
+    return h("section", { className: "call-box", testid: "call-panel", hidden: true }, [
+      h("div", { className: "call-head" }, [h("h4", { i18n: "callTitle" }), h("span", { className: "k", i18n: "callState" }), els.callState]),
+      h("div", { className: "call-grid" }, [
+        offerRow("caller", els.callCaller), offerRow("dialled", els.callDialled),
+        offerRow("talkTime", els.callTimer), offerRow("callWaited", els.callWaited)
+      ]),
+      h("h5", { i18n: "ivrPathTitle" }),
+      els.ivrPath,
+      h("div", { className: "actions" }, [els.hangup, els.callTransfer]),
+      els.callError
+    ]);
+  }
+
+  function callOver(conv) { return !!CALL_OVER[conv.callState]; }
+
+  /**
+   * Show or hide what differs between a call and a chat. A call has no composer; its
+   * transfer box opens from the call panel's Transfer button, like a dialog.
+   */
+  function renderVoiceControls(conv) {
+    var els = conv.els;
+    if (!els.callBox) return; // still building the panel
+    var live = conv.mode === "live", voice = conv.voice, over = callOver(conv);
+    conv.panel.setAttribute("data-channel", voice ? "voice" : "chat");
+    els.callBox.hidden = !voice;
+    els.voiceHint.hidden = !voice;
+    els.composer.hidden = !live || voice;
+    els.transfer.hidden = !live || (voice && (!conv.transferOpen || over));
+    els.transferNumber.hidden = !voice;
+    els.hangup.hidden = !live;
+    els.callTransfer.hidden = !live;
+    els.hangup.disabled = over || conv.hangingUp;
+    els.callTransfer.disabled = over;
+    els.callTransfer.setAttribute("aria-expanded", conv.transferOpen && !over ? "true" : "false");
+    els.callTransfer.classList.toggle("pressed", conv.transferOpen && !over);
+    tr(els.closeTitle, voice ? "closeTitleCall" : "closeTitle");
+    tr(els.closeSubmit, voice ? "closeSubmitCall" : "closeSubmit");
+  }
+
+  function renderCall(conv) {
+    var els = conv.els, call = conv.call || {};
+    els.callCaller.textContent = call.caller == null || call.caller === "" ? "—" : String(call.caller);
+    els.callDialled.textContent = call.dialled == null || call.dialled === "" ? "—" : String(call.dialled);
+    els.callWaited.textContent = call.wait_seconds == null ? "—" : HL.fmtDuration(Number(call.wait_seconds));
+    renderCallState(conv);
+    renderIvrPath(conv);
+  }
+
+  function renderCallState(conv) {
+    var el = conv.els.callState;
+    el.setAttribute("data-state", conv.callState || "");
+    conv.panel.setAttribute("data-call-state", conv.callState || "");
+    labelled(el, "callstate_", conv.callState);
+    renderTimer(conv);
+    renderVoiceControls(conv);
+  }
+
+  /** Talk time: counts from answered_at; frozen once the call is over. */
+  function renderTimer(conv) {
+    var el = conv.els.callTimer;
+    var answered = HL.parseTime(conv.call && conv.call.answered_at);
+    var secs = null;
+    if (callOver(conv)) {
+      if (conv.talkFinal != null) secs = conv.talkFinal;
+      else if (answered && conv.callStoppedAt) secs = (conv.callStoppedAt - answered.getTime()) / 1000;
+    } else if (answered) {
+      secs = (Date.now() - answered.getTime()) / 1000;
+    }
+    el.textContent = secs == null ? "—" : HL.fmtDuration(secs);
+    el.classList.toggle("running", secs != null && !callOver(conv));
+  }
+
+  /** The steps the caller took in the IVR, with the time of each. */
+  function renderIvrPath(conv) {
+    var el = conv.els.ivrPath, call = conv.call || {};
+    HL.clear(el);
+    var path = Array.isArray(call.ivr_path) ? call.ivr_path : [];
+    if (!path.length) { el.appendChild(h("li", { className: "muted", i18n: "none" })); return; }
+    var start = HL.parseTime(call.started_at);
+    path.forEach(function (step) {
+      if (!step || typeof step !== "object") return;
+      var at = HL.parseTime(step.at);
+      var when = h("time", { className: "ivr-time", text: HL.fmtClock(step.at) });
+      if (at) when.setAttribute("datetime", String(step.at));
+      var since = start && at ? h("span", { className: "muted", text: t("ivrSince", { t: HL.fmtDuration((at.getTime() - start.getTime()) / 1000) }) }) : null;
+      el.appendChild(h("li", { testid: "ivr-step", "data-step": step.step == null ? "" : String(step.step) }, [
+        when, since ? " " : null, since, " ", h("span", { className: "ivr-text", text: HL.ivrText(step) })
+      ]));
+    });
+  }
+
+  /**
+   * A new call state, from a `call` frame or a fresh GET. A GET answered after the
+   * call ended may still say "talking": the end is kept.
+   */
+  function applyCallState(conv, state, fromFrame) {
+    if (typeof state !== "string" || !state) return;
+    if (!fromFrame && callOver(conv) && !CALL_OVER[state]) return;
+    conv.callState = state;
+    if (CALL_OVER[state]) {
+      if (!conv.callStoppedAt) conv.callStoppedAt = Date.now();
+      conv.transferOpen = false;
+    }
+    renderCallState(conv);
+  }
+
+  function onCallFrame(f) {
+    var id = f.conversation_id != null ? String(f.conversation_id) : null;
+    if (!id) return;
+    var conv = convs[id];
+    if (conv) {
+      if (!conv.voice) { conv.voice = true; renderTabLabel(conv); }
+      applyCallState(conv, f.state, true);
+      return;
+    }
+    // The caller hung up while our phone was still ringing.
+    var offer = offers[id];
+    if (offer && !offer.dead && f.state === "ended") removeOffer(id);
+  }
+
+  function hangup(conv) {
+    var els = conv.els;
+    if (conv.mode !== "live" || callOver(conv)) return;
+    conv.hangingUp = true;
+    renderVoiceControls(conv);
+    HL.say(els.callError, "");
+    conversationPost(conv, "hangup", {}).then(function (r) {
+      if (!r.ok) {
+        conv.hangingUp = false;
+        renderVoiceControls(conv);
+        HL.say(els.callError, HL.errorText(r));
+      }
+      // On success the `call` frame brings the new state; the button stays off.
+    });
+  }
+
+  function toggleTransfer(conv) {
+    if (conv.mode !== "live" || callOver(conv)) return;
+    conv.transferOpen = !conv.transferOpen;
+    renderVoiceControls(conv);
+    if (conv.transferOpen) {
+      try { conv.els.transfer.scrollIntoView({ block: "nearest" }); } catch (e) { /* old browser */ }
+      try { conv.els.transferQueue.focus(); } catch (e) { /* not focusable */ }
+    }
   }
 
   // ------------------------------------------------------------- loading
@@ -547,6 +765,13 @@
   function renderDetail(conv) {
     var d = conv.detail, els = conv.els;
     var c = d.conversation || {};
+    if (c.channel === "voice" || (d.call && typeof d.call === "object")) conv.voice = true;
+    if (conv.voice) {
+      conv.call = d.call && typeof d.call === "object" ? d.call : {};
+      if (CALL_OVER[conv.call.state] && typeof conv.call.talk_seconds === "number") conv.talkFinal = conv.call.talk_seconds;
+      renderCall(conv);
+      applyCallState(conv, conv.call.state, false);
+    }
     renderTabLabel(conv);
     renderMeta(conv);
     renderTranscript(conv);
@@ -838,7 +1063,7 @@
     return h("li", { className: "snippet", testid: testid, "data-article-id": a.id }, [
       h("strong", { text: a.title == null ? "" : String(a.title) }),
       h("p", { text: snippet }),
-      h("button", { type: "button", className: "small", testid: insertId, i18n: "insert", hidden: conv.mode !== "live", onclick: function () { insertText(conv, snippet); } })
+      h("button", { type: "button", className: "small", testid: insertId, i18n: "insert", hidden: conv.mode !== "live" || conv.voice, onclick: function () { insertText(conv, snippet); } })
     ]);
   }
 
@@ -878,18 +1103,18 @@
   }
 
   /**
-   * Fill the transfer form's queue list. GET /api/queues is for supervisors and
-   * admins; an agent gets the queues it has seen (its chats' and offers' queue ids).
+   * Fill the transfer form's queue list from GET /api/queues (agents may read it, to
+   * pick transfer targets). Should that fail, the queues seen so far (the chats' and
+   * offers' queue ids) are offered, and the next chat asks again.
    */
   function loadQueues(conv) {
-    var user = HL.user() || {};
-    if (!queuesPromise && (user.role === "supervisor" || user.role === "admin")) {
+    if (!queuesPromise) {
       queuesPromise = api("GET", "/api/queues").then(function (r) {
-        if (!r.ok) { queuesPromise = null; return []; }
+        if (!r.ok) { queuesPromise = null; return knownQueues(); }
         return HL.listFrom(r.data, ["queues"]);
       });
     }
-    (queuesPromise || Promise.resolve(knownQueues())).then(function (list) {
+    queuesPromise.then(function (list) {
       var sel = conv.els.transferQueue;
       var keep = sel.value;
       while (sel.options.length > 1) sel.remove(1);
@@ -919,14 +1144,28 @@
     var body = {};
     if (els.transferQueue.value) body.queue_id = els.transferQueue.value;
     if (els.transferAgent.value.trim()) body.agent_id = els.transferAgent.value.trim();
+    // A call may also go to an outside number: digits with an optional leading +, at
+    // most 32 characters (spaces, dashes, dots and brackets people type are dropped first).
+    var number = conv.voice ? els.transferNumber.value.replace(/[\s\-().]/g, "") : "";
+    if (number) {
+      if (!PHONE_NUMBER.test(number)) { HL.sayKey(els.transferError, "transferNumberBad"); return; }
+      if (body.queue_id || body.agent_id) { HL.sayKey(els.transferError, "transferOneTarget"); return; }
+      body.number = number;
+    }
     if (els.transferNote.value.trim()) body.note = els.transferNote.value.trim();
-    if (!body.queue_id && !body.agent_id) { HL.sayKey(els.transferError, "transferMissing"); return; }
+    if (!body.queue_id && !body.agent_id && !body.number) {
+      HL.sayKey(els.transferError, conv.voice ? "transferMissingCall" : "transferMissing");
+      return;
+    }
     button.disabled = true;
     HL.say(els.transferError, "");
     conversationPost(conv, "transfer", body).then(function (r) {
       button.disabled = false;
       if (!r.ok) { HL.say(els.transferError, HL.errorText(r)); return; }
-      setMode(conv, "unassigned", "transferred");
+      els.transferNumber.value = "";
+      var notice = "transferred";
+      if (conv.voice) notice = body.number ? "callTransferredOut" : "callTransferred";
+      setMode(conv, "unassigned", notice);
     });
   }
 
@@ -987,8 +1226,8 @@
     if (conv.mode === "wrapup") return;
     setMode(conv, "wrapup");
     var text = conv.els.wrapup.querySelector(".wrapup-text");
-    if (disposition) tr(text, "wrapupWith", { d: HL.tOr("disp_" + disposition, disposition) });
-    else tr(text, "wrapup");
+    if (disposition) tr(text, conv.voice ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + disposition, disposition) });
+    else tr(text, conv.voice ? "callWrapup" : "wrapup");
     // A later language switch re-translates the disposition too.
     if (disposition) text.setAttribute("data-disposition", disposition);
     Object.keys(pending).forEach(function (k) { if (pending[k].conv === conv) replyFailed(pending[k], null, "chatClosed"); });
@@ -1036,10 +1275,16 @@
         if (gone && !gone.dead) removeOffer(gone.id);
         break;
       }
-      case "assigned":
+      case "assigned": {
+        // Screen pop: the tab opens in front (a call the agent just answered on the
+        // phone included; the offer told us it is one before the details load).
+        var was = offers[String(f.conversation_id)];
+        var channel = was && was.data ? was.data.channel : null;
         removeOffer(String(f.conversation_id));
-        openConversation(f.conversation_id, "live", true);
+        openConversation(f.conversation_id, "live", true, channel);
         break;
+      }
+      case "call": onCallFrame(f); break;
       case "unassigned": onUnassigned(f); break;
       case "message": onMessageFrame(f); break;
       case "status": applyStatus(f); break;
@@ -1077,6 +1322,7 @@
     var conv = convs[String(f.conversation_id)];
     if (!conv || conv.mode !== "live") return;
     setMode(conv, "unassigned", HL.has("unassigned_" + f.reason) ? "unassigned_" + f.reason : "unassigned_other");
+    conv.hangingUp = false;
   }
 
   function onSocketState(state) {
@@ -1087,10 +1333,47 @@
   function tick() {
     renderStatus();
     Object.keys(offers).forEach(function (id) { renderOfferTimes(offers[id]); });
+    Object.keys(convs).forEach(function (id) { if (convs[id].voice && convs[id].call) renderTimer(convs[id]); });
+  }
+
+  // ------------------------------------------------------------ phone status
+  /** "Phone: registered / not registered" in the top bar; hidden when voice is off (404). */
+  function loadPhone(gen) {
+    phoneTimer = null;
+    api("GET", "/api/agents/me/phone").then(function (r) {
+      if (gen !== phoneGen) return; // signed out (or in again) meanwhile
+      if (r.ok && r.data && typeof r.data === "object") {
+        phoneInfo = r.data;
+        renderPhone();
+      } else if (r.status === 404 || r.status === 403 || r.status === 401) {
+        // No voice on this hub, or not for this role: asking again will not change it.
+        phoneInfo = null;
+        $("phone-status").hidden = true;
+        return;
+      }
+      // A network error keeps the last answer on screen until the next try.
+      phoneTimer = setTimeout(function () { loadPhone(gen); }, PHONE_EVERY);
+    });
+  }
+
+  function renderPhone() {
+    var el = $("phone-status");
+    if (!phoneInfo) { el.hidden = true; return; }
+    var registered = phoneInfo.registered === true;
+    el.setAttribute("data-registered", registered ? "true" : "false");
+    tr(el, registered ? "phone_registered" : "phone_unregistered");
+    el.setAttribute("title", t("phoneTitle", {
+      endpoint: phoneInfo.endpoint == null ? "—" : String(phoneInfo.endpoint),
+      server: phoneInfo.sip_server == null ? "—" : String(phoneInfo.sip_server)
+    }));
+    el.hidden = false;
   }
 
   function signedIn(user) {
     $("to-supervisor").hidden = !(user.role === "supervisor" || user.role === "admin");
+    $("to-calls").hidden = false;
+    phoneGen++;
+    loadPhone(phoneGen);
     api("GET", "/api/agents/me").then(function (r) {
       if (!r.ok || !r.data) return;
       if (r.data.status) applyStatus(r.data.status);
@@ -1104,6 +1387,12 @@
   function signedOut() {
     if (socket) { socket.stop(); socket = null; }
     clearInterval(ticker);
+    phoneGen++;
+    clearTimeout(phoneTimer);
+    phoneTimer = null;
+    phoneInfo = null;
+    $("phone-status").hidden = true;
+    $("to-calls").hidden = true;
     Object.keys(offers).forEach(removeOffer);
     Object.keys(pending).forEach(function (k) { clearTimeout(pending[k].timer); delete pending[k]; });
     Object.keys(convs).forEach(function (id) { convs[id].tab.remove(); convs[id].panel.remove(); delete convs[id]; });
@@ -1119,13 +1408,15 @@
   function onLangChange() {
     document.title = baseTitle();
     renderStatus();
+    renderPhone();
     Object.keys(convs).forEach(function (id) {
       var conv = convs[id];
       renderTabLabel(conv);
       if (conv.detail) { renderMeta(conv); renderHistory(conv, conv.detail.contact); }
       var wrap = conv.els.wrapup.querySelector(".wrapup-text");
       var d = wrap.getAttribute("data-disposition");
-      if (d) tr(wrap, "wrapupWith", { d: HL.tOr("disp_" + d, d) });
+      if (d) tr(wrap, conv.voice ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + d, d) });
+      if (conv.voice) { renderIvrPath(conv); renderTimer(conv); }
     });
   }
 

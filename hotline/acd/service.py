@@ -92,6 +92,14 @@ class CitizenSide(Protocol):
     async def queue_position(self, conversation_id: str, position: int, eta: int) -> None: ...
 
 
+class PhoneSide(Protocol):
+    """Phone calls: an offer rings the agent's phone, a withdrawn one stops it."""
+
+    async def offered(self, conversation_id: str, agent_id: str, expires_at: float) -> None: ...
+
+    async def withdrawn(self, conversation_id: str, agent_id: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptResult:
     ok: bool
@@ -148,6 +156,7 @@ class AcdService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.push: AgentPush | None = None
+        self.phones: PhoneSide | None = None
         self.staff: dict[str, StaffInfo] = {}
         self.queues: dict[str, Queue] = {}
         self._inside: set[str] = set()  # conversation ids the engine holds
@@ -557,16 +566,21 @@ class AcdService:
     ) -> None:
         """Persist one decision; queue what must be said to people once it is committed."""
         citizens, push = self._citizens, self.push
+        phones = self.phones
         if isinstance(d, Offer):
             frame = await self._offer_frame(session, d)
             self._offers[d.contact_id] = {**frame, "agent_id": d.agent_id}
             if push is not None:
                 after.append(lambda: push.to_agent(d.agent_id, frame))
+            if phones is not None and frame["channel"] == "voice":
+                after.append(lambda: phones.offered(d.contact_id, d.agent_id, d.expires_at))
         elif isinstance(d, OfferWithdrawn):
-            self._offers.pop(d.contact_id, None)
+            was = self._offers.pop(d.contact_id, None) or {}
             frame = {"type": "offer_withdrawn", "conversation_id": d.contact_id, "reason": d.reason}
             if push is not None:
                 after.append(lambda: push.to_agent(d.agent_id, frame))
+            if phones is not None and was.get("channel") == "voice":
+                after.append(lambda: phones.withdrawn(d.contact_id, d.agent_id))
         elif isinstance(d, Assigned):
             self._offers.pop(d.contact_id, None)
             contact = await session.get(AcdContact, d.contact_id)
@@ -662,8 +676,13 @@ class AcdService:
             )
         ).scalar_one_or_none()
         view = self._engine.contact_view(offer.contact_id)
+        caller = None
+        if conversation is not None and conversation.channel == "voice":
+            contact = await session.get(Contact, conversation.contact_id)
+            caller = contact.external_id if contact is not None else None
         return {
             "type": "offer",
+            "caller": caller,
             "conversation_id": offer.contact_id,
             "queue_id": offer.queue_id,
             "expires_at": _dt(offer.expires_at).isoformat(),

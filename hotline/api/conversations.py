@@ -8,14 +8,16 @@ agent holding a conversation (or a supervisor/admin in scope) may act on it.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
 from hotline.acd.service import AcdService, as_item
+from hotline.api import calls
 from hotline.api.errors import json_body, json_error
-from hotline.appkeys import ACD, HUB, KB, SESSIONS, SETTINGS
+from hotline.appkeys import ACD, HUB, KB, SESSIONS, SETTINGS, VOICE
 from hotline.audit import record
 from hotline.auth import CurrentUser, require_user
 from hotline.conversations import earlier_conversations
@@ -44,6 +46,7 @@ DISPOSITIONS = frozenset(
 )
 PRESENCES = frozenset({"ready", "break", "offline", "busy"})
 _MAX_NOTE = 1000
+_NUMBER = re.compile(r"\+?[0-9]{1,32}")
 
 
 class SendError(Exception):
@@ -194,9 +197,15 @@ async def conversation_detail(request: web.Request) -> web.Response:
             )
     place = acd.position(conversation.id)
     view = acd.contact_view(conversation.id)
+    call = (
+        await calls.call_of_conversation(request, conversation.id)
+        if conversation.channel == "voice"
+        else None
+    )
     return web.json_response(
         {
             "conversation": summary(conversation),
+            "call": call,
             "transcript": [as_item(m) for m in history],
             "fields": fields,
             "identity": identity,
@@ -236,6 +245,30 @@ async def conversation_detail(request: web.Request) -> web.Response:
             else None,
         }
     )
+
+
+async def _transfer_out(
+    request: web.Request, user: CurrentUser, conversation: Conversation, number: object
+) -> None:
+    """A blind transfer of a phone call to an outside number."""
+    voice = request.app.get(VOICE)
+    if conversation.channel != "voice" or voice is None:
+        raise json_error(400, "bad_request", "only phone calls go to an outside number")
+    if not isinstance(number, str) or not _NUMBER.fullmatch(number):
+        raise json_error(
+            400,
+            "bad_request",
+            "number must be digits (an optional leading +), at most 32",
+            "号码只能包含数字（可以+开头），最多32位",
+        )
+    event = {"type": "hl_transfer_out", "number": number, "by": user.id}
+    if not await voice.ivr.notify(conversation.id, event):
+        raise json_error(409, "call_ended", "the call has already ended", "通话已结束")
+    async with request.app[SESSIONS]() as session:
+        record(
+            session, user.id, "call.transfer_out", "conversation", conversation.id, number=number
+        )
+        await session.commit()
 
 
 def _ticket_json(ticket: Ticket) -> dict[str, Any]:
@@ -358,6 +391,20 @@ async def transfer(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def hangup(request: web.Request) -> web.Response:
+    """End the agent's side of a phone call; the caller stays on for the survey."""
+    user = require_user(request, *STAFF)
+    conversation = await _held(request, user)
+    voice = request.app.get(VOICE)
+    if conversation.channel != "voice" or voice is None:
+        raise json_error(
+            409, "not_a_call", "this conversation is not a phone call", "该会话不是电话"
+        )
+    if not await voice.ivr.notify(conversation.id, {"type": "hl_hangup", "by": user.id}):
+        raise json_error(409, "call_ended", "the call has already ended", "通话已结束")
+    return web.json_response({"ok": True})
+
+
 async def reassign(request: web.Request) -> web.Response:
     user = require_user(request, *SUPERVISING)
     conversation = await _visible(request, user)
@@ -373,8 +420,11 @@ async def _do_transfer(
 ) -> None:
     acd: AcdService = request.app[ACD]
     queue_id, agent_id, note = body.get("queue_id"), body.get("agent_id"), body.get("note")
+    if body.get("number") is not None:
+        await _transfer_out(request, user, conversation, body["number"])
+        return
     if queue_id is None and agent_id is None:
-        raise json_error(400, "bad_request", "give queue_id or agent_id")
+        raise json_error(400, "bad_request", "give queue_id, agent_id or (for calls) number")
     if queue_id is not None and (not isinstance(queue_id, str) or queue_id not in acd.queues):
         raise json_error(400, "bad_request", "no such queue")
     if agent_id is not None:
@@ -566,6 +616,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/conversations/{id}/reject", reject)
     r.add_post("/api/conversations/{id}/messages", post_message)
     r.add_post("/api/conversations/{id}/transfer", transfer)
+    r.add_post("/api/conversations/{id}/hangup", hangup)
     r.add_post("/api/conversations/{id}/reassign", reassign)
     r.add_post("/api/conversations/{id}/vip", set_vip)
     r.add_post("/api/conversations/{id}/close", close)

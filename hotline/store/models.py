@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -241,6 +242,9 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(String(100))
     capacity: Mapped[int] = mapped_column(Integer, default=3)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The agent's phone: MD5(endpoint:realm:password), what Asterisk's digest auth needs;
+    # the password itself is shown once and never stored.
+    sip_ha1: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -353,8 +357,8 @@ class CallRecord(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column()
     ended_at: Mapped[dt.datetime | None] = mapped_column()
-    queue_id: Mapped[str | None] = mapped_column(String(64))
-    agent_id: Mapped[str | None] = mapped_column(String(36))
+    queue_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
     wait_seconds: Mapped[int | None] = mapped_column(Integer)
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
     disposition: Mapped[str | None] = mapped_column(String(32))
@@ -362,3 +366,28 @@ class CallRecord(Base):
     # [{"at": iso, "step": "menu", "value": "case_status"}, ...]; never identity or PINs.
     ivr_path: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     survey: Mapped[int | None] = mapped_column(Integer)
+
+
+class Recording(Base):
+    """A recorded call (``kind`` conversation) or spoken message (``kind`` message).
+
+    The audio lives sealed under ``var/recordings`` (see ``recordings.sealed``); the row is
+    what search and access checks read.
+    """
+
+    __tablename__ = "recording"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("call_record.id"), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    ticket_id: Mapped[str | None] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    queue_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    size: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    file: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,1 @@
+"""Call recordings: encrypted at rest, read back by byte range for HTTP playback."""

@@ -1,0 +1,321 @@
+"""Calls handed to agents' phones: real SIPp callers and real SIPp agent phones.
+
+An agent is issued a phone (PJSIP endpoint with digest auth), the phone registers, the
+agent goes ready in the console API, and a caller dials 12309 and presses 0. The ACD
+offers the call, the agent's phone rings and answers, both sides speak (pcaps of
+espeak-ng speech), the bridge is recorded, the agent hangs up and the caller rates the
+call. The CDR, the recording (sealed, range-streamed, audited) and the edge cases are
+checked against the database and the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from hotline.appkeys import ACD, VOICE
+from hotline.config import Settings
+from hotline.store.db import make_engine, sessionmaker
+from hotline.store.models import AuditLog, Conversation, Queue, Recording
+from hotline.web import create_app
+from tests.audio_pcap import speak, write_rtp_pcap
+from tests.conftest import free_port
+from tests.staff import StaffClient
+from tests.voice import call, free_udp_port, record_of, render, sipp, steps
+
+pytestmark = pytest.mark.voice
+
+ADMIN_PASSWORD = "admin-password-123"
+PASSWORD = "agent-password-123"
+
+
+@pytest.fixture
+async def hub(asterisk: Settings, db_url: str) -> AsyncIterator[TestServer]:
+    port = free_port()
+    settings = replace(
+        asterisk,
+        database_url=db_url,
+        http_port=port,
+        admin_password=ADMIN_PASSWORD,
+        acd_tick_seconds=0.2,
+        rasa_url=f"http://127.0.0.1:{free_port()}",
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1", port=port)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def admin(hub: TestServer) -> AsyncIterator[StaffClient]:
+    client = await StaffClient(str(hub.make_url("")).rstrip("/")).login("admin", ADMIN_PASSWORD)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What the caller and the agent say, as RTP captures SIPp can play."""
+    folder = tmp_path_factory.mktemp("voices")
+    out = {}
+    for who, text in (
+        ("caller", "I want to report a bribe at the county court."),
+        ("agent", "Hello, this is the hotline. How can I help you?"),
+    ):
+        wav = speak(text, folder / f"{who}.wav")
+        out[who] = folder / f"{who}.pcap"
+        write_rtp_pcap(wav, out[who], tail_silence=0.5)
+    return out
+
+
+class Phone:
+    """An agent's SIPp phone: registers from ``port``, then answers (or not) there."""
+
+    def __init__(self, asterisk: Settings, endpoint: str, password: str) -> None:
+        self.asterisk, self.endpoint, self.password = asterisk, endpoint, password
+        self.port = free_udp_port()
+        self.task: asyncio.Task[None] | None = None
+
+    async def register(self) -> None:
+        path = render("agent_register.xml", AGENT=self.endpoint, PASSWORD=self.password)
+        await sipp(path, f"127.0.0.1:{self.asterisk.sip_port}", port=self.port, timeout=10)
+
+    def answer(self, pcap: Path, *, ring_ms: int = 1000, talk_ms: int = 9000) -> None:
+        path = render(
+            "agent_answers.xml",
+            AGENT=self.endpoint,
+            PCAP=str(pcap),
+            RING_MS=str(ring_ms),
+            TALK_MS=str(talk_ms),
+        )
+        self.task = asyncio.create_task(sipp(path, port=self.port, timeout=120))
+
+    def ring_out(self) -> None:
+        path = render("agent_no_answer.xml", AGENT=self.endpoint)
+        self.task = asyncio.create_task(sipp(path, port=self.port, timeout=120))
+
+    async def done(self) -> None:
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 120)
+
+
+async def agent_with_phone(
+    hub: TestServer, admin: StaffClient, name: str
+) -> tuple[StaffClient, Phone]:
+    base = str(hub.make_url("")).rstrip("/")
+    created = await admin.post(
+        "/api/users", {"username": name, "password": PASSWORD, "role": "agent"}, expect=201
+    )
+    user = created["user"]
+    issued = await admin.post(f"/api/users/{user['id']}/phone")
+    assert issued["endpoint"] == f"agent_{name}" and len(issued["password"]) >= 16
+    phone = Phone(hub.app[VOICE].settings, issued["endpoint"], issued["password"])
+    await phone.register()
+    agent = await StaffClient(base).login(name, PASSWORD)
+    await agent.connect()
+    assert (await agent.get("/api/agents/me/phone"))["registered"] is True
+    return agent, phone
+
+
+async def go_ready(agent: StaffClient) -> None:
+    await agent.post("/api/agents/me/status", {"status": "ready"})
+
+
+async def set_queue(db_url: str, hub: TestServer, **values: Any) -> None:
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        queue = await session.get(Queue, "general")
+        assert queue is not None
+        for key, value in values.items():
+            setattr(queue, key, value)
+        await session.commit()
+    await engine.dispose()
+    await hub.app[ACD].reload()
+
+
+def voiced_stretches(wav_bytes: bytes) -> list[tuple[float, float]]:
+    """(start, end) seconds of the stretches where someone speaks (100 ms RMS windows)."""
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(float)
+    window = rate // 10
+    rms = [
+        float(np.sqrt(np.mean(samples[i : i + window] ** 2)))
+        for i in range(0, len(samples) - window, window)
+    ]
+    out: list[tuple[float, float]] = []
+    start = None
+    for i, level in enumerate([*rms, 0.0]):
+        if level > 300 and start is None:
+            start = i
+        elif level <= 300 and start is not None:
+            if out and start / 10 - out[-1][1] < 0.6:  # a short pause inside one utterance
+                out[-1] = (out[-1][0], i / 10)
+            else:
+                out.append((start / 10, i / 10))
+            start = None
+    return [(a, b) for a, b in out if b - a >= 0.5]
+
+
+async def test_call_reaches_an_agent_phone_recorded_with_survey(
+    hub: TestServer, admin: StaffClient, db_url: str, voices: dict[str, Path]
+) -> None:
+    alice, phone = await agent_with_phone(hub, admin, "alice")
+    phone.answer(voices["agent"], ring_ms=1000, talk_ms=12000)
+    await go_ready(alice)
+    keys: list[tuple[int, str | Path]] = [
+        (2500, "2"),  # English
+        (1500, "0"),  # a person, please
+        (11000, voices["caller"]),  # after the agent's greeting
+        (9000, "1"),  # the survey: very satisfied (again, in case the first came early)
+        (1500, "1"),
+    ]
+    caller = asyncio.create_task(call(hub.app[VOICE].settings, "13700000001", keys, hangs_up=False))
+    offer = await alice.wait("offer", timeout=30)
+    assert offer["channel"] == "voice" and offer["caller"] == "13700000001"
+    await alice.wait("assigned", timeout=30)
+    detail = await alice.get(f"/api/conversations/{offer['conversation_id']}")
+    assert detail["call"]["caller"] == "13700000001"
+    assert detail["call"]["state"] == "talking"
+    assert ("menu", "agent") in [(s["step"], s.get("value")) for s in detail["call"]["ivr_path"]]
+    await phone.done()
+    await asyncio.wait_for(caller, 90)
+
+    record = await record_of(db_url, "13700000001")
+    path = steps(record)
+    for step in [
+        ("language", "en"),
+        ("menu", "agent"),
+        ("handoff", "requested"),
+        ("ringing_agent", None),
+        ("agent_answered", None),
+        ("agent_hung_up", None),
+        ("survey", "1"),
+    ]:
+        assert step in path, (step, path)
+    assert record.agent_id == alice.user["id"] and record.queue_id == "general"
+    assert record.wait_seconds is not None and 0 <= record.wait_seconds < 20
+    assert record.talk_seconds is not None and 10 <= record.talk_seconds <= 16
+    assert record.survey == 1 and record.disposition == "completed"
+
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        conversation = await session.get(Conversation, offer["conversation_id"])
+        assert conversation is not None
+        assert conversation.channel == "voice" and conversation.rating == 1
+        assert conversation.state == "closed"
+        for _ in range(50):
+            rec = (
+                await session.execute(select(Recording).where(Recording.call_id == record.id))
+            ).scalar_one_or_none()
+            if rec is not None and rec.file is not None:
+                break
+            await asyncio.sleep(0.1)
+            session.expire_all()
+        assert rec is not None and rec.file is not None and rec.agent_id == alice.user["id"]
+    await engine.dispose()
+
+    # Sealed at rest: no plain WAV left in the spool, no RIFF header in the stored file.
+    voice = hub.app[VOICE]
+    sealed = voice.recorder.path_of(rec).read_bytes()
+    assert b"RIFF" not in sealed[:64] and not voice.recorder.plain_path(rec.id).exists()
+
+    listed = await admin.get(f"/api/calls?agent_id={alice.user['id']}")
+    assert listed["total"] == 1 and listed["calls"][0]["recording"]["id"] == rec.id
+    assert listed["calls"][0]["survey"] == 1
+
+    # The agent who took the call may listen; the whole file, then a range of it.
+    async with alice.http.get(f"{alice.base_url}/api/recordings/{rec.id}/audio") as resp:
+        assert resp.status == 200 and resp.headers["Accept-Ranges"] == "bytes"
+        audio = await resp.read()
+    assert audio[:4] == b"RIFF" and len(audio) == rec.size
+    ranged = {"Range": "bytes=100-199"}
+    async with alice.http.get(
+        f"{alice.base_url}/api/recordings/{rec.id}/audio", headers=ranged
+    ) as resp:
+        assert resp.status == 206 and await resp.read() == audio[100:200]
+    # Both voices are in it: the agent's greeting, then (after a pause) the caller.
+    stretches = voiced_stretches(audio)
+    assert len(stretches) >= 2, stretches
+
+    # Another agent may not; every listen from the start is audited.
+    base = alice.base_url
+    await admin.post(
+        "/api/users", {"username": "bob", "password": PASSWORD, "role": "agent"}, expect=201
+    )
+    bob = await StaffClient(base).login("bob", PASSWORD)
+    async with bob.http.get(f"{base}/api/recordings/{rec.id}/audio") as resp:
+        assert resp.status == 403
+    await bob.close()
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        listens = list(
+            (
+                await session.execute(
+                    select(AuditLog).where(
+                        AuditLog.action == "recording.listen", AuditLog.record_id == rec.id
+                    )
+                )
+            ).scalars()
+        )
+    await engine.dispose()
+    assert [entry.actor for entry in listens] == [alice.user["id"]]
+    await alice.close()
+
+
+async def test_caller_who_hangs_up_while_queued_leaves_the_queue(
+    hub: TestServer, admin: StaffClient, db_url: str
+) -> None:
+    alice, _phone = await agent_with_phone(hub, admin, "alice")
+    await alice.post("/api/agents/me/status", {"status": "break"})  # logged in, not free
+    await call(hub.app[VOICE].settings, "13700000002", [(2500, "2"), (1500, "0"), (9000, "9")])
+    record = await record_of(db_url, "13700000002")
+    assert ("handoff", "requested") in steps(record) and ("abandoned", None) in steps(record)
+    assert record.disposition == "abandoned" and record.agent_id is None
+    assert record.wait_seconds is not None and record.wait_seconds >= 3
+    assert record.conversation_id is not None
+    assert hub.app[ACD].contact_view(record.conversation_id) is None  # out of the queue
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        conversation = await session.get(Conversation, record.conversation_id)
+        assert conversation is not None and conversation.state == "closed"
+        assert conversation.disposition == "abandoned"
+    await engine.dispose()
+    # Nobody is offered a caller who has gone.
+    await alice.post("/api/agents/me/status", {"status": "ready"})
+    await asyncio.sleep(1.0)
+    assert not [f for f in alice.frames if f.get("type") == "offer"]
+    await alice.close()
+
+
+async def test_unanswered_phone_passes_the_call_to_the_next_agent(
+    hub: TestServer, admin: StaffClient, db_url: str, voices: dict[str, Path]
+) -> None:
+    await set_queue(db_url, hub, offer_timeout=8)
+    alice, alice_phone = await agent_with_phone(hub, admin, "alice")
+    bob, bob_phone = await agent_with_phone(hub, admin, "bob")
+    alice_phone.ring_out()
+    bob_phone.answer(voices["agent"], ring_ms=500, talk_ms=3000)
+    await go_ready(alice)  # idle longest: offered first
+    await asyncio.sleep(0.3)
+    await go_ready(bob)
+    await call(hub.app[VOICE].settings, "13700000003", [(2500, "2"), (1500, "0")], hangs_up=False)
+    await alice_phone.done()  # rang, then was cancelled
+    await bob_phone.done()
+    record = await record_of(db_url, "13700000003")
+    path = [s for s, _ in steps(record)]
+    assert path.index("agent_no_answer") < path.index("agent_answered"), path
+    assert record.agent_id == bob.user["id"]
+    assert "survey_skipped" in path and record.survey is None
+    await alice.close()
+    await bob.close()

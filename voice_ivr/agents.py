@@ -1,0 +1,344 @@
+"""A caller who needs a person: queued through the ACD, hold music, agents' phones rung,
+the bridge (recorded), then the survey.
+
+The ACD decides exactly as for chats; this module turns its decisions into call legs.
+An offer rings the agent's phone for the offer's lifetime; answering it is the agent's
+accept. A phone that does not answer (or refuses) is a rejected offer, so the ACD moves
+on to the next agent at once. The caller hears hold music and, when their place changes,
+how many callers are ahead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hotline.store.models import CallRecord, Conversation, ConversationState, User
+from voice_ivr import phones, voicemail
+from voice_ivr.ari import AriError
+from voice_ivr.errors import Hangup, NeedsAgent
+from voice_ivr.prompts import prompt
+
+if TYPE_CHECKING:
+    from voice_ivr.ivr import Call, Ivr
+
+log = logging.getLogger(__name__)
+
+RING_MIN = 5  # seconds an agent's phone rings at least
+ANNOUNCE_EVERY = 20.0  # seconds between position announcements
+SURVEY_WAIT = 8.0
+_LEG_GONE = ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest")
+
+
+@dataclass
+class _Talk:
+    """The state of one caller's stay with the ACD."""
+
+    conversation_id: str
+    queued_at: float = field(default_factory=time.monotonic)
+    leg: str | None = None  # the agent phone ringing or talking
+    agent_id: str | None = None
+    answered: bool = False
+    dropped: set[str] = field(default_factory=set)  # legs we hung up ourselves
+    bridge: str | None = None
+    talk_started: float | None = None
+    talk_seconds: float = 0.0
+    moh: bool = False
+    last_announced: float = float("-inf")
+    position: int | None = None
+    closed: bool = False
+
+
+async def connect(ivr: Ivr, call: Call, *, reason: str, intent: str | None) -> None:
+    """Queue the caller for a person; returns when the call is over or handled."""
+    if ivr.desk is None:
+        await voicemail.take_message(ivr, call, why="nobody_free")
+        return
+    await ivr.step(call, "handoff", reason)
+    talk = _Talk(await _open_conversation(ivr, call, reason, intent))
+    call.conversation_id = talk.conversation_id
+    call.state = "queued"
+    ivr.conversation_opened(call)
+    await ivr.update(call, conversation_id=talk.conversation_id)
+    with contextlib.suppress(NeedsAgent):  # already on the way to a person
+        await ivr.say(call, prompt("connecting", call.lang), interruptible=False)
+    await ivr.desk.enqueue(talk.conversation_id)
+    outcome = "ended"
+    try:
+        await _hold(ivr, call, talk, True)
+        outcome = await _wait_and_talk(ivr, call, talk)
+    finally:
+        await _wind_up(ivr, call, talk)
+    if outcome == "survey":
+        await _survey(ivr, call, talk)
+    elif outcome == "message":
+        await voicemail.take_message(ivr, call, why="nobody_free")
+
+
+async def _open_conversation(ivr: Ivr, call: Call, reason: str, intent: str | None) -> str:
+    async with ivr.sessions() as session:
+        conversation = Conversation(
+            contact_id=call.contact_id,
+            channel="voice",
+            language=call.lang,
+            state=ConversationState.QUEUED.value,
+            handoff_reason=reason,
+            intent=intent,
+        )
+        session.add(conversation)
+        await session.commit()
+        return conversation.id
+
+
+async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
+    """The event loop of a queued or connected caller; returns what comes next."""
+    desk = ivr.desk
+    assert desk is not None
+    while True:
+        event = await ivr.next(call, timeout=1.0)
+        if event is None:
+            continue
+        kind = str(event.get("type"))
+        channel_id = str((event.get("channel") or {}).get("id", ""))
+        if kind == "hl_offer":
+            await _ring(ivr, call, talk, str(event["agent_id"]), float(event["expires_at"]))
+        elif kind == "hl_withdrawn":
+            if talk.leg is not None and not talk.answered and event["agent_id"] == talk.agent_id:
+                await _drop_leg(ivr, talk)
+        elif kind == "StasisStart" and channel_id == talk.leg:
+            await _answered(ivr, call, talk)
+        elif kind in _LEG_GONE and channel_id == talk.leg:
+            leg, agent_id, answered = talk.leg, talk.agent_id, talk.answered
+            talk.leg = None
+            ivr.leg_closed(leg)
+            if not answered:
+                call.state = "queued"
+                await ivr.step(call, "agent_no_answer")
+                if agent_id is not None:
+                    await desk.reject(talk.conversation_id, agent_id)
+                continue
+            await _end_talk(ivr, talk)
+            await ivr.step(call, "agent_hung_up")
+            talk.closed = True
+            await desk.close(talk.conversation_id, "completed", by=agent_id or "phone")
+            return "survey"
+        elif kind == "hl_hangup" and talk.answered and talk.leg is not None:
+            await ivr.step(call, "agent_hung_up")
+            await _drop_leg(ivr, talk)
+            await _end_talk(ivr, talk)
+            talk.closed = True
+            await desk.close(talk.conversation_id, "completed", by=talk.agent_id or "console")
+            return "survey"
+        elif kind == "hl_state":
+            state = event.get("state")
+            if state == ConversationState.CLOSED.value:
+                talk.closed = True
+                if talk.answered:
+                    await _drop_leg(ivr, talk)
+                    await _end_talk(ivr, talk)
+                    return "survey"
+                return "ended"
+            if state == ConversationState.QUEUED.value and talk.answered:
+                await ivr.step(call, "transferred")
+                call.state = "queued"
+                await _drop_leg(ivr, talk)
+                await _end_talk(ivr, talk)
+                await _hold(ivr, call, talk, True)
+            elif state == ConversationState.LEAVE_MESSAGE.value:
+                talk.closed = True  # the ACD let the contact go
+                return "message"
+        elif kind == "hl_position":
+            await _announce(ivr, call, talk, int(event["position"]))
+
+
+async def _ring(ivr: Ivr, call: Call, talk: _Talk, agent_id: str, expires_at: float) -> None:
+    desk = ivr.desk
+    assert desk is not None
+    if talk.leg is not None:  # a new offer replaces an unanswered one
+        await _drop_leg(ivr, talk)
+    endpoint = await _endpoint_of(ivr, agent_id)
+    if endpoint is None:
+        log.warning("agent has no phone", extra={"agent_id": agent_id})
+        await desk.reject(talk.conversation_id, agent_id)
+        return
+    leg = uuid.uuid4().hex
+    talk.leg, talk.agent_id, talk.answered = leg, agent_id, False
+    ivr.leg_opened(leg, call)
+    call.state = "ringing"
+    ring = max(RING_MIN, int(expires_at - time.time()))
+    await ivr.step(call, "ringing_agent")
+    await _push(ivr, agent_id, talk, "ringing")
+    try:
+        await ivr.ari.originate(
+            f"PJSIP/{endpoint}", leg, app_args="agent", timeout=ring, caller_id=call.caller
+        )
+    except AriError as exc:
+        log.warning("could not ring the agent", extra={"agent_id": agent_id, "error": str(exc)})
+        talk.leg = None
+        ivr.leg_closed(leg)
+        await desk.reject(talk.conversation_id, agent_id)
+
+
+async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
+    """The agent picked up: that is the accept. Bridge the two and record the bridge."""
+    desk = ivr.desk
+    assert desk is not None and talk.leg is not None and talk.agent_id is not None
+    result = await desk.accept(talk.conversation_id, talk.agent_id)
+    if not result.ok:  # the offer expired while the phone was being picked up
+        await _drop_leg(ivr, talk)
+        return
+    talk.answered = True
+    call.state = "talking"
+    await _hold(ivr, call, talk, False)
+    talk.bridge = uuid.uuid4().hex
+    await ivr.ari.bridge(talk.bridge, [call.channel_id, talk.leg])
+    talk.talk_started = time.monotonic()
+    wait = int(talk.talk_started - talk.queued_at)
+    queue_id = await _queue_of(ivr, talk.conversation_id)
+    await ivr.update(call, agent_id=talk.agent_id, queue_id=queue_id, wait_seconds=wait)
+    await ivr.step(call, "agent_answered")
+    if ivr.recorder is not None:
+        name = await ivr.recorder.started(
+            call_id=call.record_id,
+            conversation_id=talk.conversation_id,
+            kind="conversation",
+            caller=call.caller,
+            agent_id=talk.agent_id,
+            queue_id=queue_id,
+        )
+        try:
+            await ivr.ari.record(f"bridges/{talk.bridge}", name)
+        except AriError:
+            log.exception("bridge recording did not start", extra={"call_id": call.record_id})
+            ivr.recorder.forget(name)
+    await _push(ivr, talk.agent_id, talk, "talking")
+
+
+async def _drop_leg(ivr: Ivr, talk: _Talk) -> None:
+    if talk.leg is None:
+        return
+    leg = talk.leg
+    talk.leg = None
+    talk.dropped.add(leg)
+    ivr.leg_closed(leg)
+    with contextlib.suppress(AriError, OSError):
+        await ivr.ari.hangup(leg)
+
+
+async def _end_talk(ivr: Ivr, talk: _Talk) -> None:
+    """The bridge ends (its recording with it); talk time is added up."""
+    if talk.bridge is not None:
+        with contextlib.suppress(AriError, OSError):
+            await ivr.ari.destroy_bridge(talk.bridge)
+        talk.bridge = None
+    if talk.talk_started is not None:
+        talk.talk_seconds += time.monotonic() - talk.talk_started
+        talk.talk_started = None
+    if talk.answered and talk.agent_id is not None:
+        await _push(ivr, talk.agent_id, talk, "ended")
+    talk.answered = False
+
+
+async def _wind_up(ivr: Ivr, call: Call, talk: _Talk) -> None:
+    """However the stay ended (hang-up included): no leg, bridge or queue entry is left."""
+    await _drop_leg(ivr, talk)
+    await _end_talk(ivr, talk)
+    values: dict[str, Any] = {"talk_seconds": round(talk.talk_seconds)}
+    async with ivr.sessions() as session:
+        record = await session.get(CallRecord, call.record_id)
+        if record is not None and record.wait_seconds is None:
+            values["wait_seconds"] = int(time.monotonic() - talk.queued_at)
+    if not talk.closed:
+        # The caller hung up while queued or talking: the ACD lets go at once.
+        if talk.talk_seconds == 0:
+            call.disposition = "abandoned"
+            await ivr.step(call, "abandoned")
+        with contextlib.suppress(Exception):
+            assert ivr.desk is not None
+            await ivr.desk.close(talk.conversation_id, call.disposition, by="caller")
+    await ivr.update(call, **values)
+    if talk.moh and not call.gone:
+        with contextlib.suppress(AriError, OSError):
+            await ivr.ari.moh(call.channel_id, False)
+
+
+async def _survey(ivr: Ivr, call: Call, talk: _Talk) -> None:
+    """The agent hung up; the caller stays on the line to rate the call (1, 2 or 3)."""
+    call.keys.clear()
+    call.state = "survey"
+    await ivr.step(call, "survey")
+    await ivr.say(call, prompt("survey", call.lang))
+    key = await ivr.key(call, SURVEY_WAIT)
+    if key not in ("1", "2", "3"):
+        await ivr.step(call, "survey_skipped")
+        await ivr.say(call, prompt("goodbye", call.lang), interruptible=False)
+        return
+    await ivr.update(call, survey=int(key))
+    async with ivr.sessions() as session:
+        row = await session.get(Conversation, talk.conversation_id)
+        if row is not None:
+            row.rating, row.awaiting_rating = int(key), False
+            await session.commit()
+    await ivr.step(call, "survey", key)
+    await ivr.say(call, prompt("survey_thanks", call.lang), interruptible=False)
+
+
+async def _hold(ivr: Ivr, call: Call, talk: _Talk, on: bool) -> None:
+    if talk.moh == on:
+        return
+    try:
+        await ivr.ari.moh(call.channel_id, on)
+        talk.moh = on
+    except AriError as exc:
+        if exc.status == 404:
+            raise_hangup(call)
+        raise
+
+
+async def _announce(ivr: Ivr, call: Call, talk: _Talk, position: int) -> None:
+    now = time.monotonic()
+    if talk.answered or position == talk.position or now - talk.last_announced < ANNOUNCE_EVERY:
+        return
+    talk.position, talk.last_announced = position, now
+    ahead = max(position - 1, 0)
+    text = (
+        prompt("position_next", call.lang)
+        if ahead == 0
+        else prompt("position", call.lang, ahead=ahead)
+    )
+    await _hold(ivr, call, talk, False)
+    with contextlib.suppress(NeedsAgent):
+        await ivr.say(call, text, interruptible=False)
+    if not talk.answered:
+        await _hold(ivr, call, talk, True)
+
+
+async def _endpoint_of(ivr: Ivr, agent_id: str) -> str | None:
+    async with ivr.sessions() as session:
+        user = await session.get(User, agent_id)
+    if user is None or user.sip_ha1 is None:
+        return None
+    return phones.endpoint_name(user.username)
+
+
+async def _queue_of(ivr: Ivr, conversation_id: str) -> str | None:
+    async with ivr.sessions() as session:
+        row = await session.get(Conversation, conversation_id)
+        return row.queue_id if row is not None else None
+
+
+async def _push(ivr: Ivr, agent_id: str, talk: _Talk, state: str) -> None:
+    push = ivr.desk.push if ivr.desk is not None else None
+    if push is not None:
+        frame = {"type": "call", "conversation_id": talk.conversation_id, "state": state}
+        with contextlib.suppress(Exception):
+            await push.to_agent(agent_id, frame)
+
+
+def raise_hangup(call: Call) -> None:
+    call.gone = True
+    raise Hangup
