@@ -29,7 +29,11 @@ the PIN's #: the caller had hung up before it began (the lookup still completes 
 CDR says "found", so such a call is not "failed" by the rule above). ``hub peak`` and
 ``ast peak`` are the busiest 1 s window (100% = one core).
 
-    .venv/bin/python bench/voice_load.py [--max 80] [--root /tmp/ast-bench] [--json]
+``--postgres`` runs the hub on a throwaway PostgreSQL cluster (``tests/conftest.py``'s)
+instead of SQLite, for comparison.
+
+    .venv/bin/python bench/voice_load.py [--max 80] [--root /tmp/ast-bench] [--postgres]
+                                         [--json]
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ from hotline.config import Settings, load_settings  # noqa: E402
 from hotline.store.db import make_engine, sessionmaker  # noqa: E402
 from hotline.store.models import CallRecord, TicketKind  # noqa: E402
 from hotline.web import create_app  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import PostgresCluster, free_port  # noqa: E402
 from tests.voice import free_udp_port, keyed, scenario  # noqa: E402
 from voice_ivr.asterisk import EmbeddedAsterisk  # noqa: E402
 
@@ -101,9 +105,10 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, which: str = "VmHWM") -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of ``pid``, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(which + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -154,6 +159,7 @@ class Level:
     hub_peak_1s: float = 0.0  # the busiest second, in CPU seconds per second
     asterisk_peak_1s: float = 0.0
     hub_rss: float = 0.0
+    hub_rss_after: float = 0.0  # still resident when the level's calls are over
     asterisk_rss: float = 0.0
     answer_ms: list[float] = field(default_factory=list)
     menu_lag_ms: list[float] = field(default_factory=list)
@@ -182,6 +188,7 @@ class Level:
             "asterisk_cpu_ms_per_call": round(1000 * self.asterisk_cpu / self.n),
             "rss_peak_since_start": self.rss_since_start,
             "hub_peak_rss_mb": round(self.hub_rss),
+            "hub_rss_after_mb": round(self.hub_rss_after),
             "asterisk_peak_rss_mb": round(self.asterisk_rss),
             "answer_p50_ms": round(pct(self.answer_ms, 0.5)),
             "answer_p95_ms": round(pct(self.answer_ms, 0.95)),
@@ -203,7 +210,11 @@ class WarningCounter(logging.Handler):
         self.seen: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.seen[f"{record.name}: {record.getMessage()[:80]}"] += 1
+        text = f"{record.name}: {record.getMessage()[:80]}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {str(exc)[:100]})"
+        self.seen[text] += 1
 
 
 @dataclass(frozen=True)
@@ -361,7 +372,8 @@ async def run_level(
         0.0, machine_busy()[0] - busy0 - level.hub_cpu - level.asterisk_cpu - level.sipp_cpu
     )
     # Without clear_refs (not root) the peak is the process's since it started.
-    level.hub_rss, level.asterisk_rss = peak_rss_mb(me), peak_rss_mb(asterisk_pid)
+    level.hub_rss, level.asterisk_rss = rss_mb(me), rss_mb(asterisk_pid)
+    level.hub_rss_after = rss_mb(me, "VmRSS")
     level.rss_since_start = not can_reset
     records = await finished_records(settings.database_url, callers, wait=15.0)
     level.sipp_done = len(done & set(callers))
@@ -407,13 +419,21 @@ def ladder(cap: int) -> list[int]:
     return [*out, cap]
 
 
-async def run(cap: int, root: Path, quiet: bool) -> dict[str, Any]:
+async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, Any]:
     if shutil.which("sipp") is None:
         raise SystemExit("SIPp is missing: apt-get install sip-tester")
     if not (root / ".hotline-provisioned").exists():
         raise SystemExit(f"{root} is no provisioned Asterisk root: cp -a var/asterisk-root {root}")
     var = Path(tempfile.mkdtemp(prefix="hotline-voice-bench-"))
     (var / "log").mkdir()
+    cluster = PostgresCluster() if postgres else None
+    if cluster is not None:
+        cluster.start()
+    database_url = (
+        cluster.create_database()
+        if cluster is not None
+        else f"sqlite+aiosqlite:///{var / 'hotline.db'}"
+    )
     env = {
         "HOTLINE_VAR_DIR": str(var),
         "HOTLINE_RASA_TOKEN": "bench-" + uuid.uuid4().hex,
@@ -431,7 +451,7 @@ async def run(cap: int, root: Path, quiet: bool) -> dict[str, Any]:
         sip_port=free_udp_port(),
         rtp_start=random.randrange(30000, 60000, 1000),
         voice_enabled=True,
-        database_url=f"sqlite+aiosqlite:///{var / 'hotline.db'}",
+        database_url=database_url,
     )
     warnings = WarningCounter()
     logging.getLogger().addHandler(warnings)
@@ -492,6 +512,8 @@ async def run(cap: int, root: Path, quiet: bool) -> dict[str, Any]:
     finally:
         await server.close()
         box.stop()
+        if cluster is not None:
+            cluster.stop()
         logging.getLogger().removeHandler(warnings)
     clean = [lv for lv in levels if not lv.failed]
     best = max(clean, key=lambda lv: lv.n) if clean else None
@@ -502,6 +524,7 @@ async def run(cap: int, root: Path, quiet: bool) -> dict[str, Any]:
         "at_largest": best.row() if best else None,
         "largest_clean_n_nobody_late": max(timely, default=0),
         "cap": cap,
+        "database": "postgresql" if postgres else "sqlite",
         "loadavg_after": loadavg(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}",
@@ -523,6 +546,7 @@ COLUMNS = [
     ("hub_cpu_ms_per_call", "hub ms/call"),
     ("asterisk_cpu_ms_per_call", "ast ms/call"),
     ("hub_peak_rss_mb", "hub MB"),
+    ("hub_rss_after_mb", "hub MB after"),
     ("asterisk_peak_rss_mb", "ast MB"),
     ("answer_p95_ms", "answer p95"),
     ("menu_lag_p95_ms", "menu lag p95"),
@@ -536,9 +560,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max", type=int, default=80, help="most concurrent callers to try")
     parser.add_argument("--root", type=Path, default=Path("/tmp/ast-bench"))
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="a throwaway PostgreSQL cluster (as the tests start one) instead of SQLite",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args.max, args.root, args.json))
+    result = asyncio.run(run(args.max, args.root, args.json, args.postgres))
     if args.json:
         print(json.dumps(result))
         return
@@ -551,7 +580,8 @@ def main() -> None:
             print(f"  hub warnings {row['hub_warnings']}")
             print(f"  sipp: {row['sipp_errors']}")
     print(
-        f"largest N with 0 failed calls: {result['largest_clean_n']} (cap {result['cap']}); "
+        f"{result['database']}: largest N with 0 failed calls: {result['largest_clean_n']} "
+        f"(cap {result['cap']}); "
         f"{result['machine']}; load average after {' '.join(result['loadavg_after'])}"
     )
     timely = result["largest_clean_n_nobody_late"]

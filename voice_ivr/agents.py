@@ -75,6 +75,8 @@ async def connect(ivr: Ivr, call: Call, *, reason: str, intent: str | None) -> N
         await _wind_up(ivr, call, talk)
     if outcome == "survey":
         await _survey(ivr, call, talk)
+    elif outcome.startswith("outside:"):
+        await _outside(ivr, call, outcome.removeprefix("outside:"))
     elif outcome == "message":
         await voicemail.take_message(ivr, call, why="nobody_free")
 
@@ -133,6 +135,14 @@ async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
             talk.closed = True
             await desk.close(talk.conversation_id, "completed", by=talk.agent_id or "console")
             return "survey"
+        elif kind == "hl_transfer_out" and talk.answered and talk.leg is not None:
+            await ivr.step(call, "transferred_out")
+            await _drop_leg(ivr, talk)
+            await _end_talk(ivr, talk)
+            talk.closed = True
+            call.disposition = "transferred_out"
+            await desk.close(talk.conversation_id, "transferred_out", by=str(event["by"]))
+            return "outside:" + str(event["number"])
         elif kind == "hl_state":
             state = event.get("state")
             if state == ConversationState.CLOSED.value:
@@ -342,3 +352,45 @@ async def _push(ivr: Ivr, agent_id: str, talk: _Talk, state: str) -> None:
 def raise_hangup(call: Call) -> None:
     call.gone = True
     raise Hangup
+
+
+async def _outside(ivr: Ivr, call: Call, number: str) -> None:
+    """A blind transfer: dial the number through the outbound trunk and bridge the caller.
+
+    The hotline's part ends there; the call lasts until either side hangs up.
+    """
+    leg, bridge = uuid.uuid4().hex, uuid.uuid4().hex
+    ivr.leg_opened(leg, call)
+    try:
+        await ivr.ari.moh(call.channel_id, True)
+        await ivr.ari.originate(
+            f"PJSIP/{number}@{ivr.outbound_endpoint}",
+            leg,
+            app_args="outside",
+            timeout=45,
+            caller_id=call.caller,
+        )
+        answered = False
+        while True:
+            event = await ivr.next(call, timeout=1.0)
+            if event is None:
+                continue
+            kind = str(event.get("type"))
+            channel_id = str((event.get("channel") or {}).get("id", ""))
+            if kind == "StasisStart" and channel_id == leg:
+                answered = True
+                await ivr.ari.moh(call.channel_id, False)
+                await ivr.ari.bridge(bridge, [call.channel_id, leg])
+                await ivr.step(call, "outside_answered")
+            elif kind in _LEG_GONE and channel_id == leg:
+                if not answered:
+                    await ivr.step(call, "outside_no_answer")
+                return
+    except AriError:
+        log.exception("transfer to an outside number failed", extra={"call_id": call.record_id})
+    finally:
+        ivr.leg_closed(leg)
+        with contextlib.suppress(AriError, OSError):
+            await ivr.ari.hangup(leg)
+        with contextlib.suppress(AriError, OSError):
+            await ivr.ari.destroy_bridge(bridge)

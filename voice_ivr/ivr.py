@@ -26,7 +26,9 @@ from hotline.store.models import Blacklist, CallRecord, Contact, new_id, utcnow
 from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
 from voice_ivr import agents, voicemail
 from voice_ivr.ari import AriClient, AriError
+from voice_ivr.asr import AsrEngine
 from voice_ivr.errors import Hangup, NeedsAgent
+from voice_ivr.listen import CallListener, ListenerError
 from voice_ivr.prompts import prompt
 from voice_ivr.recorder import Recorder
 from voice_ivr.tts import TtsError, asterisk_media
@@ -48,6 +50,33 @@ class Speaker(Protocol):
 
 
 Transcriber = Callable[[Path, Lang], Awaitable[str | None]]
+
+# What callers may say at the main menu, per language, and the menu choice it means.
+SPOKEN_MENU: dict[str, dict[str, str]] = {
+    "en": {
+        "report": "report",
+        "complaint": "complaint",
+        "case status": "case_status",
+        "legal advice": "legal",
+        "agent": "agent",
+    },
+    "zh": {
+        "举报": "report",
+        "控告": "complaint",
+        "申诉": "complaint",
+        "查询": "case_status",
+        "法律咨询": "legal",
+        "人工": "agent",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Recognizers by language and what the listener needs to reach the call's audio."""
+
+    engines: dict[str, AsrEngine]
+    listener: Callable[[], CallListener]
 
 
 class Desk(Protocol):
@@ -97,6 +126,8 @@ class Ivr:
         recorder: Recorder | None = None,
         office_open: Callable[[], bool] = lambda: True,
         transcriber: Transcriber | None = None,
+        speech: Speech | None = None,
+        outbound_endpoint: str = "trunk",
     ) -> None:
         self.ari = ari
         self._sessions = sessions
@@ -107,6 +138,9 @@ class Ivr:
         self.recorder = recorder
         self._office_open = office_open
         self._transcriber = transcriber
+        self._speech = speech
+        self.outbound_endpoint = outbound_endpoint  # PJSIP endpoint for outside numbers
+        self._listeners: dict[str, CallListener] = {}  # caller channel id -> its listener
         self._calls: dict[str, Call] = {}
         self._legs: dict[str, Call] = {}  # agent phone channel id -> the caller's call
         self._by_conversation: dict[str, Call] = {}
@@ -130,6 +164,9 @@ class Ivr:
         channel = event.get("channel") if isinstance(event.get("channel"), dict) else None
         if self.recorder is not None and await self.recorder.on_event(event):
             return
+        for listener in list(self._listeners.values()):
+            if await listener.on_event(event):
+                return
         channel_id = str(channel.get("id")) if channel is not None else ""
         if kind == "StasisStart" and channel is not None and channel_id not in self._legs:
             if not event.get("args"):  # a caller; our own channels carry arguments
@@ -168,6 +205,14 @@ class Ivr:
         """queued, ringing, talking or survey, for a call still on the line."""
         call = self._by_conversation.get(conversation_id)
         return call.state if call is not None else None
+
+    def speech_summary(self) -> str:
+        """Which languages callers may speak in, for /healthz."""
+        engines = self._speech.engines if self._speech is not None else {}
+        return "; ".join(
+            f"{lang}: {engines[lang].name}" if lang in engines else f"{lang}: keys only (no model)"
+            for lang in ("zh", "en")
+        )
 
     def office_open(self) -> bool:
         return self._office_open()
@@ -257,6 +302,10 @@ class Ivr:
             call.disposition = "failed"
         finally:
             self._calls.pop(call.channel_id, None)
+            listener = self._listeners.pop(call.channel_id, None)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
             if call.conversation_id is not None:
                 self._by_conversation.pop(call.conversation_id, None)
             if not call.gone:
@@ -273,16 +322,14 @@ class Ivr:
         """The main menu; returns (handoff reason, intent) when the caller needs a person."""
         misses = 0
         while True:
-            await self.say(call, prompt("menu", call.lang))
-            key = await self.key(call, FIRST_KEY_TIMEOUT)
-            if key is None or key not in MENU:
+            choice = await self._ask_menu(call)
+            if choice is None or choice not in MENU.values():
                 misses += 1
-                await self.step(call, "no_input" if key is None else "no_match")
+                await self.step(call, "no_input" if choice is None else "no_match")
                 if misses >= MAX_TRIES:
                     return ("bot_gave_up", None)
                 continue
             misses = 0
-            choice = MENU[key]
             await self.step(call, "menu", choice)
             if choice == "case_status":
                 await self._case_status(call)
@@ -290,6 +337,78 @@ class Ivr:
                 return ("requested", None)
             else:
                 return ("requested", INTENT_OF[choice])
+
+    async def _ask_menu(self, call: Call) -> str | None:
+        """The menu by key, or by speech where a recognizer for the language is installed.
+
+        Speech stops the prompt (barge-in) as a key does. ``""`` is an answer that matched
+        nothing; ``None`` is silence.
+        """
+        listener = await self._listener(call)
+        if listener is None:
+            await self.say(call, prompt("menu", call.lang))
+            key = await self.key(call, FIRST_KEY_TIMEOUT)
+            return None if key is None else MENU.get(key, "")
+        assert self._speech is not None
+        phrases = SPOKEN_MENU[call.lang]
+        engine = self._speech.engines[call.lang]
+        hearing = asyncio.create_task(
+            listener.hear(engine, lang=call.lang, grammar=list(phrases), no_input=120, max_speech=6)
+        )
+        barge = asyncio.create_task(self._stop_on_speech(call, listener))
+        try:
+            await self.say(call, prompt("menu", call.lang))
+            if not call.keys and not listener.speech_started.is_set():
+                key_wait = asyncio.create_task(self.key(call, FIRST_KEY_TIMEOUT))
+                speech_wait = asyncio.create_task(listener.speech_started.wait())
+                await asyncio.wait({key_wait, speech_wait}, return_when=asyncio.FIRST_COMPLETED)
+                speech_wait.cancel()
+                if key_wait.done():
+                    key = key_wait.result()
+                    if key is not None:
+                        return MENU.get(key, "")
+                    if not listener.speech_started.is_set():
+                        return None
+                else:
+                    key_wait.cancel()
+            if call.keys:
+                return MENU.get(call.keys.pop(0), "")
+            result = await asyncio.wait_for(asyncio.shield(hearing), 10)
+        except TimeoutError:
+            return None
+        finally:
+            barge.cancel()
+            if not hearing.done():
+                hearing.cancel()
+            await asyncio.gather(hearing, barge, return_exceptions=True)
+        if result is None:
+            return None
+        heard = " ".join(result.text.split())
+        await self.step(call, "speech", heard or "(no match)")
+        return phrases.get(heard, "")
+
+    async def _listener(self, call: Call) -> CallListener | None:
+        if self._speech is None or call.lang not in self._speech.engines:
+            return None
+        listener = self._listeners.get(call.channel_id)
+        if listener is None:
+            listener = self._speech.listener()
+            self._listeners[call.channel_id] = listener
+            try:
+                await listener.start(call.channel_id)
+            except ListenerError:
+                log.exception(
+                    "cannot hear the caller; keys only", extra={"call_id": call.record_id}
+                )
+                self._listeners.pop(call.channel_id, None)
+                return None
+        return listener
+
+    async def _stop_on_speech(self, call: Call, listener: CallListener) -> None:
+        await listener.speech_started.wait()
+        if call.playing is not None:
+            with contextlib.suppress(AriError):
+                await self.ari.stop_playback(call.playing)
 
     async def _case_status(self, call: Call) -> None:
         await self.say(call, prompt("enter_code", call.lang))

@@ -24,9 +24,10 @@ from hotline.lang import Lang
 from hotline.messages import Outbound
 from hotline.store.models import ConversationState, utcnow
 from voice_ivr import phones
-from voice_ivr.ari import AriClient, AriError
-from voice_ivr.asr import VoskEngine, recognize
-from voice_ivr.ivr import Ivr
+from voice_ivr.ari import AriClient, AriError, basic_auth
+from voice_ivr.asr import AsrEngine, AsrError, PocketsphinxEngine, VoskEngine, recognize
+from voice_ivr.ivr import Ivr, Speech
+from voice_ivr.listen import CallListener
 from voice_ivr.recorder import Recorder
 from voice_ivr.tts import EspeakTts, TtsError
 
@@ -111,6 +112,8 @@ class VoiceLine:
                 windows, settings.timezone, settings.holidays, utcnow()
             ),
             transcriber=_transcriber(settings),
+            speech=await _speech(settings, ari, http),
+            outbound_endpoint=settings.sip_outbound_endpoint,
         )
         channel = VoiceChannel(ivr)
         hub.channels.register(channel)
@@ -134,6 +137,25 @@ class VoiceLine:
     async def close(self) -> None:
         await self.ari.close()
         await self.ivr.close()
+
+
+async def _speech(settings: Settings, ari: AriClient, http: aiohttp.ClientSession) -> Speech:
+    """Menu recognizers: pocketsphinx's English model ships with it; other languages need
+    an operator-installed Vosk model (``HOTLINE_VOSK_MODELS``), else callers use keys."""
+    engines: dict[str, AsrEngine] = {"en": PocketsphinxEngine()}
+    for lang, folder in settings.vosk_models:
+        if folder.is_dir():
+            engines[lang] = VoskEngine(folder, lang)
+    for lang, engine in list(engines.items()):
+        try:
+            await engine.load()
+        except AsrError:
+            log.exception("speech recognition unavailable", extra={"lang": lang})
+            del engines[lang]
+    auth = basic_auth(settings.ari_user, settings.ari_password)
+    return Speech(
+        engines, lambda: CallListener(ari, http, settings.ari_url, auth, settings.ari_app)
+    )
 
 
 def _transcriber(settings: Settings) -> Any:

@@ -117,14 +117,14 @@ class EspeakTts:
         self.cache_dir = cache_dir
         self.rate = rate
         self.timeout = timeout
-        self._espeak = espeak
+        self.espeak = espeak
         self._sox = sox
         self._fallback: dict[Lang, Path] = {}
         # One synthesis per key even when several calls ask for the same prompt at once.
         self._inflight: dict[str, asyncio.Task[Path]] = {}
 
     async def prepare(self) -> None:
-        missing = [tool for tool in (self._espeak, self._sox) if shutil.which(tool) is None]
+        missing = [tool for tool in (self.espeak, self._sox) if shutil.which(tool) is None]
         if missing:
             raise TtsError(f"text to speech needs {' and '.join(missing)}: {_INSTALL_HINT}")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ class EspeakTts:
             async with asyncio.timeout(self.timeout):
                 voice = ["-v", self.VOICES[lang], "-s", str(self.rate), "-b", "1"]
                 # The text goes on stdin: as an argument, a leading "-" would be an option.
-                await _run([self._espeak, *voice, "-w", str(raw)], stdin=text.encode())
+                await _run([self.espeak, *voice, "-w", str(raw)], stdin=text.encode())
                 check_wav(raw, rate=None)
                 # -R: no random dither, so the same text always gives the same bytes.
                 fmt = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer"]

@@ -90,11 +90,8 @@ async def _file(ivr: Ivr, call: Call, name: str) -> tuple[str, str] | None:
         await ivr.recorder.discard(name)
         return None
     transcript = await ivr.transcribe(path, call.lang)
-    fields = {
-        "details": transcript or prompt("spoken_message", call.lang, seconds=round(seconds)),
-        "recording_id": name,
-        "caller_number_on_file": "yes" if call.caller != "anonymous" else "no",
-    }
+    # The recording is linked from its row (``recording.ticket_id``), not a ticket field.
+    fields = {"details": transcript or prompt("spoken_message", call.lang, seconds=round(seconds))}
     case = await ivr.tickets.create(
         kind=TicketKind.MESSAGE,
         fields=fields,
