@@ -49,6 +49,7 @@ import platform
 import random
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,6 +116,21 @@ def rss_mb(pid: int, which: str = "VmHWM") -> float:
 
 def loadavg() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def code_version() -> str:
+    """The commit measured, ``+local`` if the hub's or the IVR's files differ from it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "hotline", "voice_ivr", "asterisk"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (head or "unknown") + ("+local" if changed else "")
 
 
 def children_cpu() -> float:
@@ -424,6 +440,7 @@ async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, An
         raise SystemExit("SIPp is missing: apt-get install sip-tester")
     if not (root / ".hotline-provisioned").exists():
         raise SystemExit(f"{root} is no provisioned Asterisk root: cp -a var/asterisk-root {root}")
+    code = code_version()  # the tree may change under a long run: checked again at the end
     var = Path(tempfile.mkdtemp(prefix="hotline-voice-bench-"))
     (var / "log").mkdir()
     cluster = PostgresCluster() if postgres else None
@@ -524,6 +541,7 @@ async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, An
         "at_largest": best.row() if best else None,
         "largest_clean_n_nobody_late": max(timely, default=0),
         "cap": cap,
+        "code": code if code_version() == code else f"{code}, then {code_version()}",
         "database": "postgresql" if postgres else "sqlite",
         "loadavg_after": loadavg(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -581,7 +599,7 @@ def main() -> None:
             print(f"  sipp: {row['sipp_errors']}")
     print(
         f"{result['database']}: largest N with 0 failed calls: {result['largest_clean_n']} "
-        f"(cap {result['cap']}); "
+        f"(cap {result['cap']}); code {result['code']}; "
         f"{result['machine']}; load average after {' '.join(result['loadavg_after'])}"
     )
     timely = result["largest_clean_n_nobody_late"]
