@@ -439,6 +439,23 @@ def test_voice_is_exclusive() -> None:
     assert offers(engine.handle(ContactEnded("call1", 7.0))) == [("call2", "b")]
 
 
+def test_calls_go_only_to_agents_with_a_phone() -> None:
+    engine = make(agents=["a", "b"])
+    engine.set_agent("a", phone=False)
+    ready(engine, "a", 0.0)  # idle longest, but has no phone
+    ready(engine, "b", 1.0)
+    assert offers(engine.handle(ContactArrived("call1", "q", 2.0, channel="voice"))) == [
+        ("call1", "b")
+    ]
+    assert offers(engine.handle(ContactArrived("chat1", "q", 3.0))) == [("chat1", "a")]
+    serve(engine, "call1", "b", 3.5)
+    assert engine.handle(ContactArrived("call2", "q", 4.0, channel="voice")) == []
+    # A phone is issued: the waiting call goes to a once a is free of chats.
+    engine.set_agent("a", phone=True)
+    serve(engine, "chat1", "a", 4.5)
+    assert offers(engine.handle(ContactEnded("chat1", 5.0))) == [("call2", "a")]
+
+
 def test_outstanding_offer_counts_against_capacity() -> None:
     engine = make(agents=["a"], capacity=2)
     ready(engine, "a", 0.0)

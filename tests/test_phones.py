@@ -229,15 +229,15 @@ async def test_call_reaches_an_agent_phone_recorded_with_survey(
         assert conversation is not None
         assert conversation.channel == "voice" and conversation.rating == 1
         assert conversation.state == "closed"
-        for _ in range(50):
+    for _ in range(50):  # sealing follows Asterisk's RecordingFinished
+        async with sessionmaker(engine)() as session:
             rec = (
                 await session.execute(select(Recording).where(Recording.call_id == record.id))
             ).scalar_one_or_none()
-            if rec is not None and rec.file is not None:
-                break
-            await asyncio.sleep(0.1)
-            session.expire_all()
-        assert rec is not None and rec.file is not None and rec.agent_id == alice.user["id"]
+        if rec is not None and rec.file is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert rec is not None and rec.file is not None and rec.agent_id == alice.user["id"]
     await engine.dispose()
 
     # Sealed at rest: no plain WAV left in the spool, no RIFF header in the stored file.

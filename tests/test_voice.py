@@ -18,6 +18,7 @@ from hotline.appkeys import HUB, VOICE
 from hotline.config import Settings
 from hotline.store.db import make_engine, sessionmaker
 from hotline.store.models import Blacklist, Contact, TicketKind
+from hotline.tickets import NewCase
 from tests.audio_pcap import speak, write_rtp_pcap
 from tests.voice import call, hub, keyed, record_of, steps
 
@@ -26,10 +27,9 @@ __all__ = ["hub"]  # a fixture, used by name
 pytestmark = pytest.mark.voice
 
 
-async def test_case_status_by_keys_right_then_wrong_pin(
-    hub: TestServer, asterisk: Settings, db_url: str
-) -> None:
-    case = await hub.app[HUB].tickets.create(
+async def new_case(hub: TestServer) -> NewCase:
+    """A report filed on the web, to be checked by phone."""
+    return await hub.app[HUB].tickets.create(
         kind=TicketKind.REPORT,
         fields={"details": "测试案件"},
         identity=None,
@@ -37,6 +37,12 @@ async def test_case_status_by_keys_right_then_wrong_pin(
         channel="webchat",
         language="zh",
     )
+
+
+async def test_case_status_by_keys_right_then_wrong_pin(
+    hub: TestServer, asterisk: Settings, db_url: str
+) -> None:
+    case = await new_case(hub)
     right = [
         (2500, "1"),  # Mandarin (barging into the welcome)
         (1500, "3"),  # case status
@@ -107,14 +113,7 @@ async def test_spoken_menu_choice_steers_the_ivr(
     hub: TestServer, asterisk: Settings, db_url: str, tmp_path: Path
 ) -> None:
     """espeak-ng's "case status" streamed into the call; pocketsphinx hears it at the menu."""
-    case = await hub.app[HUB].tickets.create(
-        kind=TicketKind.REPORT,
-        fields={"details": "测试案件"},
-        identity=None,
-        conversation_id=None,
-        channel="webchat",
-        language="zh",
-    )
+    case = await new_case(hub)
     pcap = tmp_path / "case-status.pcap"
     write_rtp_pcap(speak("case status", tmp_path / "case-status.wav"), pcap, tail_silence=1.0)
     steps_: list[tuple[int, str | Path]] = [
@@ -140,14 +139,7 @@ async def test_call_survives_an_ari_events_reconnect(
     hub: TestServer, asterisk: Settings, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The events socket drops mid-call; the IVR reconnects, reconciles and carries on."""
-    case = await hub.app[HUB].tickets.create(
-        kind=TicketKind.REPORT,
-        fields={"details": "测试案件"},
-        identity=None,
-        conversation_id=None,
-        channel="webchat",
-        language="zh",
-    )
+    case = await new_case(hub)
     keys = [
         (2500, "1"),
         (4000, "3"),  # well after the socket came back: keys sent in the gap are lost

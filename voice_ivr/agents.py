@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hotline.store.models import CallRecord, Conversation, ConversationState, User
+from hotline.store.models import Conversation, ConversationState, User
 from voice_ivr import phones, voicemail
 from voice_ivr.ari import AriError
 from voice_ivr.errors import Hangup, NeedsAgent
@@ -47,6 +47,7 @@ class _Talk:
     bridge: str | None = None
     talk_started: float | None = None
     talk_seconds: float = 0.0
+    waited: int | None = None  # seconds until the first agent answered
     moh: bool = False
     last_announced: float = float("-inf")
     position: int | None = None
@@ -207,9 +208,10 @@ async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
     talk.bridge = uuid.uuid4().hex
     await ivr.ari.bridge(talk.bridge, [call.channel_id, talk.leg])
     talk.talk_started = time.monotonic()
-    wait = int(talk.talk_started - talk.queued_at)
+    if talk.waited is None:
+        talk.waited = int(talk.talk_started - talk.queued_at)
     queue_id = await _queue_of(ivr, talk.conversation_id)
-    await ivr.update(call, agent_id=talk.agent_id, queue_id=queue_id, wait_seconds=wait)
+    await ivr.update(call, agent_id=talk.agent_id, queue_id=queue_id, wait_seconds=talk.waited)
     await ivr.step(call, "agent_answered")
     if ivr.recorder is not None:
         name = await ivr.recorder.started(
@@ -257,11 +259,8 @@ async def _wind_up(ivr: Ivr, call: Call, talk: _Talk) -> None:
     """However the stay ended (hang-up included): no leg, bridge or queue entry is left."""
     await _drop_leg(ivr, talk)
     await _end_talk(ivr, talk)
-    values: dict[str, Any] = {"talk_seconds": round(talk.talk_seconds)}
-    async with ivr.sessions() as session:
-        record = await session.get(CallRecord, call.record_id)
-        if record is not None and record.wait_seconds is None:
-            values["wait_seconds"] = int(time.monotonic() - talk.queued_at)
+    waited = talk.waited if talk.waited is not None else time.monotonic() - talk.queued_at
+    values: dict[str, Any] = {"talk_seconds": round(talk.talk_seconds), "wait_seconds": int(waited)}
     if not talk.closed:
         # The caller hung up while queued or talking: the ACD lets go at once.
         if talk.talk_seconds == 0:
@@ -304,7 +303,7 @@ async def _hold(ivr: Ivr, call: Call, talk: _Talk, on: bool) -> None:
         await ivr.ari.moh(call.channel_id, on)
         talk.moh = on
     except AriError as exc:
-        if exc.status == 404:
+        if exc.caller_gone:
             raise_hangup(call)
         raise
 

@@ -32,6 +32,11 @@ class AriError(RuntimeError):
         super().__init__(f"ARI {status}: {message}")
         self.status = status
 
+    @property
+    def caller_gone(self) -> bool:
+        """404: no such channel; 409: it has already left our Stasis app (hanging up)."""
+        return self.status in (404, 409)
+
 
 class AriClient:
     def __init__(

@@ -294,12 +294,14 @@ class Ivr:
             if wants is not None:
                 with contextlib.suppress(NeedsAgent):  # speech failed after the agent
                     await agents.connect(self, call, reason=wants[0], intent=wants[1])
-        except Hangup:
-            if call.disposition == "completed":
-                call.disposition = "caller_hangup"
-        except (AriError, OSError):
-            log.exception("call failed", extra={"call_id": call.record_id})
-            call.disposition = "failed"
+        except (Hangup, AriError, OSError) as exc:
+            if isinstance(exc, Hangup) or (isinstance(exc, AriError) and exc.caller_gone):
+                call.gone = True
+                if call.disposition == "completed":
+                    call.disposition = "caller_hangup"
+            else:
+                log.exception("call failed", extra={"call_id": call.record_id})
+                call.disposition = "failed"
         finally:
             self._calls.pop(call.channel_id, None)
             listener = self._listeners.pop(call.channel_id, None)
@@ -456,7 +458,7 @@ class Ivr:
         try:
             await self.ari.play(call.channel_id, media, playback_id)
         except AriError as exc:
-            if exc.status == 404:  # the channel is gone: the caller hung up
+            if exc.caller_gone:
                 call.gone = True
                 raise Hangup from exc
             raise

@@ -386,6 +386,7 @@ class _Agent:
         "memberships",
         "missed",
         "offer",
+        "phone",
         "presence",
         "reason",
         "since",
@@ -411,6 +412,7 @@ class _Agent:
         self.missed = 0
         self.contacts: dict[str, _Contact] = {}  # assigned
         self.voice = 0  # assigned voice contacts
+        self.phone = True  # has a phone: may be offered calls
         self.offer: _Contact | None = None
         self.wrap_until: float | None = None
         self.wrap_epoch = 0
@@ -573,14 +575,18 @@ class AcdEngine:
         self._settle(out)
         return out
 
-    def set_agent(self, agent_id: str, capacity: int = 3) -> None:
-        """Create an agent (offline) or update its chat capacity."""
+    def set_agent(self, agent_id: str, capacity: int = 3, *, phone: bool = True) -> None:
+        """Create an agent (offline) or update its chat capacity and whether it has a phone."""
         if capacity < 0:
             raise AcdError("capacity must be >= 0")
         a = self._agents.get(agent_id)
         if a is None:
-            self._agents[agent_id] = _Agent(agent_id, capacity)
+            a = self._agents[agent_id] = _Agent(agent_id, capacity)
+            a.phone = phone
             return
+        if a.phone != phone:
+            a.phone = phone
+            self._sync(a, self._pending)
         if a.capacity == capacity:
             return
         if a.state != "offline":
@@ -652,7 +658,8 @@ class AcdEngine:
         """Rebuild an agent after a crash; emits nothing."""
         if presence not in PRESENCES:
             raise AcdError(f"unknown presence {presence!r}")
-        self.set_agent(agent_id, capacity)
+        a = self._agents.get(agent_id)
+        self.set_agent(agent_id, capacity, phone=a.phone if a is not None else True)
         a = self._agents[agent_id]
         was_offline = a.presence == "offline"
         a.presence, a.reason, a.answered = presence, reason, answered
@@ -1193,7 +1200,7 @@ class AcdEngine:
             out.append(AgentStateChanged(a.id, state, reason))
         free = a.presence == "ready" and a.wrap_until is None and a.offer is None
         can_chat = free and not a.voice and len(a.contacts) < a.capacity
-        can_voice = free and not a.contacts and a.capacity > 0
+        can_voice = free and a.phone and not a.contacts and a.capacity > 0
         if can_chat != a.can_chat:
             a.can_chat = can_chat
             for q in a.active.values():

@@ -282,7 +282,8 @@ class AcdService:
         for user in users:
             if user.id not in statuses:
                 continue  # not an agent (admins, editors)
-            self._engine.set_agent(user.id, capacity=user.capacity)
+            # Calls ring a phone: only agents who were issued one are offered calls.
+            self._engine.set_agent(user.id, capacity=user.capacity, phone=user.sip_ha1 is not None)
             self._engine.set_memberships(user.id, by_agent.get(user.id, []))
             if user.active:
                 staff[user.id] = StaffInfo(user.username, user.display_name, user.org_unit_id)

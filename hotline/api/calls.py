@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy import func, or_, select
 
 from hotline.api.errors import json_error
-from hotline.appkeys import SESSIONS, VOICE
+from hotline.appkeys import ACD, SESSIONS, VOICE
 from hotline.audit import record
 from hotline.auth import CurrentUser, require_user
 from hotline.store.models import CallRecord, Conversation, Recording, Role, User
@@ -258,6 +258,7 @@ async def issue_phone(request: web.Request) -> web.Response:
         await session.commit()
     if voice is not None:
         await voice.sync_phones(request.app[SESSIONS])
+    await request.app[ACD].reload()  # the agent may now be offered calls
     settings = voice.settings if voice is not None else None
     return web.json_response(
         {
