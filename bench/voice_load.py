@@ -55,6 +55,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -247,14 +248,22 @@ def caller_scenario(settings: Settings) -> Path:
     """
     code = [f"[field{1 + i}]" for i in range(12)]
     pin = [f"[field{13 + i}]" for i in range(6)]
-    keys = [
+    keys: list[tuple[int, str | Path]] = [
         (int(LANGUAGE_AT * 1000), "2"),
         (int((MENU_AT - LANGUAGE_AT) * 1000), "3"),
         *keyed(*code, "#", pause=int(KEY_GAP * 1000)),
         *keyed(*pin, "#", pause=int(KEY_GAP * 1000)),
         (int(STAY * 1000), "9"),  # stay to hear the answer; 9 is no menu choice
     ]
-    path = scenario("[field0]", keys, settings.sip_trunk_password, hangs_up=True)
+    return mark_completion(scenario("[field0]", keys, settings.sip_trunk_password, hangs_up=True))
+
+
+def mark_completion(path: Path) -> Path:
+    """Make the scenario at ``path`` log ``ok [field0]`` as its last action (in place).
+
+    :func:`sipp_calls` counts a call as finished by that line: SIPp gets there only if
+    every message of the call was answered as the scenario expects.
+    """
     done = '  <nop><action><log message="ok [field0]"/></action></nop>\n</scenario>'
     path.write_text(path.read_text().replace("</scenario>", done))
     return path
@@ -264,15 +273,33 @@ async def run_sipp(
     settings: Settings, path: Path, callers: list[str], cases: list[Case]
 ) -> tuple[set[str], str]:
     """All callers at once from one SIPp; returns who finished and SIPp's error tail."""
+    rows = [[caller, *case.code, *case.pin] for caller, case in zip(callers, cases, strict=True)]
+    return await sipp_calls(settings, path, rows, name=str(len(callers)))
+
+
+async def sipp_calls(
+    settings: Settings,
+    path: Path,
+    rows: list[list[str]],
+    *,
+    name: str,
+    media_port: int | None = None,
+    timeout: str = "150s",
+) -> tuple[set[str], str]:
+    """One call per injection row (``[field0]`` is the caller), all within one second,
+    from one SIPp run of the scenario at ``path`` (see :func:`mark_completion`).
+
+    Returns the callers whose call reached the scenario's end, and SIPp's error tail
+    ("" when it exited cleanly). ``media_port``: SIPp's ``-mp`` (the SDP's audio port,
+    which pcap play also sends from); a free one if not given. ``name`` keeps the files
+    of several runs in one scenario directory apart.
+    """
     work = path.parent
-    inf = work / f"callers-{len(callers)}.csv"
-    lines = ["SEQUENTIAL"] + [
-        ";".join([caller, *case.code, *case.pin])
-        for caller, case in zip(callers, cases, strict=True)
-    ]
+    inf = work / f"callers-{name}.csv"
+    lines = ["SEQUENTIAL"] + [";".join(row) for row in rows]
     inf.write_text("\n".join(lines) + "\n")
-    log_file, err_file = work / f"ok-{len(callers)}.log", work / f"err-{len(callers)}.log"
-    n = len(callers)
+    log_file, err_file = work / f"ok-{name}.log", work / f"err-{name}.log"
+    n = len(rows)
     proc = await asyncio.create_subprocess_exec(
         "sipp",
         f"127.0.0.1:{settings.sip_port}",
@@ -287,7 +314,7 @@ async def run_sipp(
         "-p",
         str(free_udp_port()),
         "-mp",
-        str(free_udp_port()),
+        str(media_port or free_udp_port()),
         "-r",
         str(n),
         "-rp",
@@ -299,7 +326,7 @@ async def run_sipp(
         "-recv_timeout",
         "30000",  # a call waiting 30 s for an answer to any request has failed
         "-timeout",
-        "150s",
+        timeout,
         "-nostdin",
         "-trace_logs",
         "-log_file",
@@ -435,12 +462,31 @@ def ladder(cap: int) -> list[int]:
     return [*out, cap]
 
 
-async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, Any]:
+def check_ready(root: Path) -> None:
+    """Exit with a hint unless SIPp is installed and ``root`` is a provisioned root."""
     if shutil.which("sipp") is None:
         raise SystemExit("SIPp is missing: apt-get install sip-tester")
     if not (root / ".hotline-provisioned").exists():
         raise SystemExit(f"{root} is no provisioned Asterisk root: cp -a var/asterisk-root {root}")
-    code = code_version()  # the tree may change under a long run: checked again at the end
+
+
+@dataclass
+class Stack:
+    """What :func:`voice_stack` started: the settings, the hub's server, Asterisk's pid."""
+
+    settings: Settings
+    server: TestServer
+    asterisk_pid: int
+
+
+@contextlib.asynccontextmanager
+async def voice_stack(root: Path, *, postgres: bool = False) -> AsyncIterator[Stack]:
+    """The embedded Asterisk (from ``root``) and the hub in this process, voice on.
+
+    The hub runs on SQLite in a temporary directory, or on a throwaway PostgreSQL
+    cluster with ``postgres``; ports (ARI, SIP, HTTP, an RTP range of 1000) are free
+    ones, so the stack can run beside another.
+    """
     var = Path(tempfile.mkdtemp(prefix="hotline-voice-bench-"))
     (var / "log").mkdir()
     cluster = PostgresCluster() if postgres else None
@@ -470,6 +516,45 @@ async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, An
         voice_enabled=True,
         database_url=database_url,
     )
+    try:
+        box = EmbeddedAsterisk(settings)
+        await box.start()
+        try:
+            assert box._proc is not None
+            asterisk_pid = box._proc.pid  # chroot execs asterisk: the same process
+            server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
+            try:
+                await server.start_server()
+                yield Stack(settings, server, asterisk_pid)
+            finally:
+                await server.close()
+        finally:
+            box.stop()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+async def create_cases(server: TestServer, n: int) -> list[Case]:
+    """``n`` English reports filed on the web, to be checked by phone."""
+    tickets = server.app[HUB].tickets
+    cases = []
+    for _ in range(n):
+        new = await tickets.create(
+            kind=TicketKind.REPORT,
+            fields={"details": "benchmark case"},
+            identity=None,
+            conversation_id=None,
+            channel="webchat",
+            language="en",
+        )
+        cases.append(Case(new.case_code, new.pin))
+    return cases
+
+
+async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, Any]:
+    check_ready(root)
+    code = code_version()  # the tree may change under a long run: checked again at the end
     warnings = WarningCounter()
     logging.getLogger().addHandler(warnings)
     logging.getLogger().setLevel(logging.WARNING)
@@ -478,59 +563,40 @@ async def run(cap: int, root: Path, quiet: bool, postgres: bool) -> dict[str, An
         if not quiet:
             print(text, file=sys.stderr, flush=True)
 
-    box = EmbeddedAsterisk(settings)
-    await box.start()
-    assert box._proc is not None
-    asterisk_pid = box._proc.pid  # chroot execs asterisk: the same process
-    server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
     levels: list[Level] = []
     try:
-        await server.start_server()
-        tickets = server.app[HUB].tickets
-        cases = []
-        t0 = time.perf_counter()
-        for _ in range(cap):
-            new = await tickets.create(
-                kind=TicketKind.REPORT,
-                fields={"details": "benchmark case"},
-                identity=None,
-                conversation_id=None,
-                channel="webchat",
-                language="en",
-            )
-            cases.append(Case(new.case_code, new.pin))
-        say(f"{cap} cases created in {time.perf_counter() - t0:.1f} s")
-        path = caller_scenario(settings)
-        warm = await run_level(1, settings, path, cases, asterisk_pid, warnings)
-        say(f"warm-up call: failed={warm.failed} {dict(warm.why)}")
-        if warm.failed:
-            raise SystemExit(f"the warm-up call failed: {warm.row()}")
-        plan = ladder(cap)
-        good = 0
-        probed = False
-        while plan:
-            n = plan.pop(0)
-            level = await run_level(n, settings, path, cases, asterisk_pid, warnings)
-            levels.append(level)
-            row = level.row()
-            say(
-                f"N={n}: failed {level.failed}, hub {row['hub_cpu_pct']}% "
-                f"asterisk {row['asterisk_cpu_pct']}% sipp {row['sipp_cpu_pct']}% "
-                f"other {row['other_cpu_pct']}%, status lag p95 {row['status_lag_p95_ms']} ms"
-            )
-            if level.failed:
-                mid = (good + n) // 2
-                if not probed and good and mid not in (good, n):
-                    plan, probed = [mid], True
-                    continue
-                break
-            good = max(good, n)
-            await asyncio.sleep(2)  # let Asterisk settle between levels
+        async with voice_stack(root, postgres=postgres) as stack:
+            settings, asterisk_pid = stack.settings, stack.asterisk_pid
+            t0 = time.perf_counter()
+            cases = await create_cases(stack.server, cap)
+            say(f"{cap} cases created in {time.perf_counter() - t0:.1f} s")
+            path = caller_scenario(settings)
+            warm = await run_level(1, settings, path, cases, asterisk_pid, warnings)
+            say(f"warm-up call: failed={warm.failed} {dict(warm.why)}")
+            if warm.failed:
+                raise SystemExit(f"the warm-up call failed: {warm.row()}")
+            plan = ladder(cap)
+            good = 0
+            probed = False
+            while plan:
+                n = plan.pop(0)
+                level = await run_level(n, settings, path, cases, asterisk_pid, warnings)
+                levels.append(level)
+                row = level.row()
+                say(
+                    f"N={n}: failed {level.failed}, hub {row['hub_cpu_pct']}% "
+                    f"asterisk {row['asterisk_cpu_pct']}% sipp {row['sipp_cpu_pct']}% "
+                    f"other {row['other_cpu_pct']}%, status lag p95 {row['status_lag_p95_ms']} ms"
+                )
+                if level.failed:
+                    mid = (good + n) // 2
+                    if not probed and good and mid not in (good, n):
+                        plan, probed = [mid], True
+                        continue
+                    break
+                good = max(good, n)
+                await asyncio.sleep(2)  # let Asterisk settle between levels
     finally:
-        await server.close()
-        box.stop()
-        if cluster is not None:
-            cluster.stop()
         logging.getLogger().removeHandler(warnings)
     clean = [lv for lv in levels if not lv.failed]
     best = max(clean, key=lambda lv: lv.n) if clean else None

@@ -32,6 +32,7 @@ class BotContext:
 
     fields: dict[str, str]
     intent: str | None
+    awaiting: str | None = None  # the form slot the bot's last question asks for
 
 
 class Bot(Protocol):
@@ -56,7 +57,8 @@ def context_from_tracker(tracker: dict[str, Any]) -> BotContext:
             if isinstance(name, str) and name not in _META_INTENTS:
                 intent = name
                 break
-    return BotContext(fields, intent)
+    requested = slots.get("requested_slot") if isinstance(slots, dict) else None
+    return BotContext(fields, intent, requested if isinstance(requested, str) else None)
 
 
 class RasaClient:

@@ -456,6 +456,10 @@ class Hub:
         if conversation is not None:
             await self._set_state(conversation, state, reason or conversation.handoff_reason)
 
+    async def awaiting(self, conversation_id: str) -> str | None:
+        """The form slot the bot just asked for (the phone needs to know: digits or words)."""
+        return (await self._bot.context(conversation_id)).awaiting
+
     async def queue_position(self, conversation_id: str, position: int, eta: int) -> None:
         conversation = await self.conversations.get(conversation_id)
         channel = self.channels.get(conversation.channel) if conversation else None

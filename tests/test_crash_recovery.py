@@ -19,12 +19,14 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from hotline.config import Settings
 from hotline.store.db import make_engine, sessionmaker
-from hotline.store.models import Message
+from hotline.store.models import AcdContact, CallRecord, Conversation, Message
 from tests.chat import ChatClient
 from tests.conftest import ROOT, SECRET, free_port
 from tests.staff import StaffClient
 from tests.test_handoff import ADMIN_PASSWORD, PASSWORD, frame
+from tests.voice import call, record_of, steps
 
 
 class HubProcess:
@@ -169,3 +171,69 @@ async def test_sigkill_with_queued_and_assigned_conversations_loses_nothing(
         await client.close()
     for chat in (served, waiting, resumed):
         await chat.close()
+
+
+@pytest.mark.voice
+async def test_sigkill_mid_call_the_restarted_hub_lets_the_caller_go(
+    tmp_path: Path, db_url: str, asterisk: Settings
+) -> None:
+    """A caller queued when the hub dies is hung up at the restart, not left in silence
+    (or rung through to an agent by the reloaded queue); the CDR and the conversation
+    say what happened."""
+    env = {
+        **os.environ,
+        "HOTLINE_VAR_DIR": str(tmp_path / "var"),
+        "HOTLINE_DATABASE_URL": db_url,
+        "HOTLINE_SECRET_KEY": SECRET.hex(),
+        "HOTLINE_RASA_TOKEN": "crash-test-token",
+        "HOTLINE_RASA_URL": f"http://127.0.0.1:{free_port()}",
+        "HOTLINE_HTTP_PORT": str(free_port()),
+        "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HOTLINE_VOICE": "external",
+        "HOTLINE_ARI_URL": asterisk.ari_url,
+        "HOTLINE_ARI_PASSWORD": asterisk.ari_password,
+        "HOTLINE_ASTERISK_ROOT": str(asterisk.asterisk_root),
+    }
+    hub = HubProcess(env, tmp_path / "hub.log")
+    await hub.start()
+    caller = asyncio.create_task(
+        call(asterisk, "13500000001", [(2500, "2"), (1500, "0")], hangs_up=False)
+    )
+    try:
+        conversation_id = await _queued_call(db_url, "13500000001")
+        hub.kill()
+        await hub.start()
+        await asyncio.wait_for(caller, 30)  # the BYE came: the scenario ends
+    finally:
+        hub.stop()
+    record = await record_of(db_url, "13500000001")
+    assert record.disposition == "failed"
+    assert steps(record)[-1] == ("hub_restarted", None), steps(record)
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        assert conversation is not None
+        assert conversation.state == "closed" and conversation.disposition == "failed"
+        assert await session.get(AcdContact, conversation_id) is None  # out of the queue
+    await engine.dispose()
+
+
+async def _queued_call(db_url: str, caller: str) -> str:
+    """The conversation of ``caller``'s call once it waits in the queue."""
+    engine = make_engine(db_url)
+    try:
+        for _ in range(300):
+            async with sessionmaker(engine)() as session:
+                row = (
+                    await session.execute(
+                        select(Conversation)
+                        .join(CallRecord, CallRecord.conversation_id == Conversation.id)
+                        .where(CallRecord.caller == caller)
+                    )
+                ).scalar_one_or_none()
+            if row is not None and row.state == "queued":
+                return row.id
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{caller}'s call never queued")
+    finally:
+        await engine.dispose()

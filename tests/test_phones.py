@@ -5,7 +5,8 @@ agent goes ready in the console API, and a caller dials 12309 and presses 0. The
 offers the call, the agent's phone rings and answers, both sides speak (pcaps of
 espeak-ng speech), the bridge is recorded, the agent hangs up and the caller rates the
 call. The CDR, the recording (sealed, range-streamed, audited) and the edge cases are
-checked against the database and the API.
+checked against the database and the API. An agent's blind transfer to an outside number
+goes out on the trunk to a SIPp far end that has registered there as ``trunk``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import datetime as dt
 import io
 import os
+import re
+import uuid
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -31,12 +34,14 @@ from hotline.appkeys import ACD, VOICE
 from hotline.config import Settings
 from hotline.office_hours import DAYS
 from hotline.store.db import make_engine, sessionmaker
-from hotline.store.models import AuditLog, Conversation, Queue, Recording, Ticket
+from hotline.store.models import AuditLog, CallRecord, Conversation, Queue, Recording, Ticket
 from hotline.web import create_app
-from tests.audio_pcap import speak, write_rtp_pcap
+from tests.audio_pcap import read_pcm, speak, write_rtp_pcap
 from tests.conftest import free_port
 from tests.staff import StaffClient
-from tests.voice import call, free_udp_port, record_of, render, sipp, steps
+from tests.voice import SIPP, call, free_udp_port, keyed, record_of, render, sipp, steps
+from voice_ivr.ari import AriError
+from voice_ivr.line import VoiceLine
 from voice_ivr.tts import EspeakTts
 
 pytestmark = pytest.mark.voice
@@ -94,26 +99,45 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 class Phone:
-    """An agent's SIPp phone: registers from ``port``, then answers (or not) there."""
+    """A SIPp phone: registers ``endpoint`` from ``port``, then answers (or not) there.
+
+    Agents' phones register as their own endpoint; the far end of the trunk, where
+    transfers to outside numbers go, registers as ``trunk`` with the trunk's password.
+    """
 
     def __init__(self, asterisk: Settings, endpoint: str, password: str) -> None:
         self.asterisk, self.endpoint, self.password = asterisk, endpoint, password
         self.port = free_udp_port()
         self.task: asyncio.Task[None] | None = None
+        self.scenario: Path | None = None
 
     async def register(self) -> None:
         path = render("agent_register.xml", AGENT=self.endpoint, PASSWORD=self.password)
         await sipp(path, f"127.0.0.1:{self.asterisk.sip_port}", port=self.port, timeout=10)
 
-    def answer(self, pcap: Path, *, ring_ms: int = 1000, talk_ms: int = 9000) -> None:
-        path = render(
+    async def unregister_all(self) -> None:
+        """Every contact of the endpoint's AOR goes, this phone's and any left over."""
+        path = render("unregister_all.xml", AGENT=self.endpoint, PASSWORD=self.password)
+        await sipp(path, f"127.0.0.1:{self.asterisk.sip_port}", timeout=10)
+
+    def answer(
+        self, pcap: Path, *, ring_ms: int = 1000, talk_ms: int = 9000, hung_up: bool = False
+    ) -> None:
+        """Pick up after ``ring_ms``, speak ``pcap``, then hang up after ``talk_ms``, or
+        (``hung_up``) stay on until the hotline hangs up."""
+        ending = (SIPP / ("hung_up_on.xml" if hung_up else "phone_hangs_up.xml")).read_text()
+        self.scenario = render(
             "agent_answers.xml",
+            ENDING=ending,
             AGENT=self.endpoint,
+            CALLER=self.endpoint,
             PCAP=str(pcap),
             RING_MS=str(ring_ms),
             TALK_MS=str(talk_ms),
         )
-        self.task = asyncio.create_task(sipp(path, port=self.port, timeout=120))
+        self.task = asyncio.create_task(
+            sipp(self.scenario, "-trace_msg", port=self.port, timeout=120)
+        )
 
     def ring_out(self) -> None:
         path = render("agent_no_answer.xml", AGENT=self.endpoint)
@@ -122,6 +146,19 @@ class Phone:
     async def done(self) -> None:
         assert self.task is not None
         await asyncio.wait_for(self.task, 120)
+
+    def received(self, method: str) -> list[str]:
+        """The ``method`` requests the answering phone has received so far, as SIPp logged
+        them (``-trace_msg``: each message under a dashed line and a "received" line)."""
+        assert self.scenario is not None
+        out = []
+        for log in self.scenario.parent.glob("*_messages.log"):
+            for entry in re.split(r"^-{20,}.*$", log.read_text(errors="replace"), flags=re.M):
+                heading, _, message = entry.strip().partition("\n")
+                message = message.strip()
+                if heading.startswith("UDP message received") and message.startswith(method + " "):
+                    out.append(message)
+        return out
 
 
 async def agent_with_phone(
@@ -396,4 +433,225 @@ async def test_speech_synthesis_failure_falls_back_to_hold_and_an_agent(
     path = steps(record)
     assert path[:3] == [("answered", None), ("tts_fallback", None), ("handoff", "tts_failed")]
     assert ("agent_answered", None) in path and record.agent_id == alice.user["id"]
+    await alice.close()
+
+
+async def _until(what: str, check: Any, timeout: float = 30.0) -> Any:
+    """Poll ``check()`` (plain or async) until it gives something truthy, and return it."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                found = check()
+                if asyncio.iscoroutine(found):
+                    found = await found
+                if found:
+                    return found
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout} s in vain: {what}") from None
+
+
+async def test_agent_transfers_a_caller_to_an_outside_number(
+    hub: TestServer, admin: StaffClient, db_url: str, voices: dict[str, Path], tmp_path: Path
+) -> None:
+    """A blind transfer: the far end on the trunk is rung with the number and talks with
+    the caller; the agent's phone is hung up and the agent is free again."""
+    voice = hub.app[VOICE]
+    settings, ari = voice.settings, voice.ari
+    caller_number, number = "13700000006", "5550100"
+    # The caller keeps talking (with pauses) from the queue to the end, so there is audio
+    # to pass to the far end once they are bridged.
+    speech = read_pcm(voices["caller"].with_suffix(".wav"))
+    write_rtp_pcap((speech + bytes(2 * 8000)) * 12, tmp_path / "long.pcap", line_noise=30)
+    far_voice = read_pcm(speak("County prosecutor's office, hello?", tmp_path / "far.wav"))
+    write_rtp_pcap((far_voice + bytes(2 * 4000)) * 6, tmp_path / "far.pcap", line_noise=30)
+
+    # The far end of the trunk registers first (dropping any contact left over).
+    outside = Phone(settings, "trunk", settings.sip_trunk_password)
+    await outside.unregister_all()
+    await outside.register()
+    try:
+        alice, phone = await agent_with_phone(hub, admin, "alice")
+        phone.answer(voices["agent"], ring_ms=500, hung_up=True)
+        outside.answer(tmp_path / "far.pcap", ring_ms=500, talk_ms=12000)  # then hangs up
+        await go_ready(alice)
+        keys: list[tuple[int, str | Path]] = [
+            *keyed("2", pause=2500),  # English
+            *keyed("0", pause=1500),  # a person, please
+            (3000, tmp_path / "long.pcap"),
+        ]
+        caller = asyncio.create_task(call(settings, caller_number, keys, hangs_up=False))
+        offer = await alice.wait("offer", timeout=30)
+        conversation_id = offer["conversation_id"]
+        await alice.wait("assigned", timeout=30)
+        path = f"/api/conversations/{conversation_id}"
+        await _until(
+            "the agent is talking",
+            lambda: voice.ivr.call_state(conversation_id) == "talking",
+        )
+
+        # A number that is not a number is refused, and the call goes on as it was.
+        for bad in ("12;drop", "5550100@evil", "", "+", "1" * 33, 5550100):
+            refused = await alice.post(f"{path}/transfer", {"number": bad}, expect=400)
+            assert refused["error"] == "bad_request" and "digits" in refused["message"], refused
+        assert (await alice.get(path))["call"]["state"] == "talking"
+        assert phone.task is not None and not phone.task.done() and not caller.done()
+
+        await alice.post(f"{path}/transfer", {"number": number})
+
+        # The agent's phone is hung up; the trunk's far end is rung with the number.
+        await asyncio.wait_for(phone.done(), 30)
+        invites = await _until("the far end is rung", lambda: outside.received("INVITE"))
+        request_line, *headers = invites[0].splitlines()
+        assert request_line.startswith(f"INVITE sip:{number}@"), invites[0]
+        sender = next(h for h in headers if h.startswith("From:"))
+        assert f"<sip:{caller_number}@" in sender, sender  # the caller's number goes on
+        # The agent is free again at once (the caller is still on the line).
+        view = hub.app[ACD].agent_view(alice.user["id"])
+        assert view.contacts == () and view.state == "ready", view
+        assert hub.app[ACD].contact_view(conversation_id) is None
+        await alice.wait("closed", lambda f: f["conversation_id"] == conversation_id)
+        assert not caller.done()
+
+        # The caller and the far end are bridged, and audio flows both ways.
+        channel_id = (await _live_record(db_url, caller_number)).channel_id
+
+        async def leg_in_bridge() -> str | None:
+            for bridge in await ari.request("GET", "/bridges"):
+                members = set(bridge["channels"])
+                if channel_id in members and len(members) == 2:
+                    return str((members - {channel_id}).pop())
+            return None
+
+        leg = await _until("the caller is bridged with the far end", leg_in_bridge)
+        assert (await ari.request("GET", f"/channels/{leg}"))["name"].startswith("PJSIP/trunk-")
+
+        async def audio_both_ways() -> bool:
+            stats = await ari.request("GET", f"/channels/{leg}/rtp_statistics")
+            return bool(stats["rxcount"] >= 50 and stats["txcount"] >= 50)
+
+        await _until("RTP both ways", audio_both_ways, timeout=15)
+        # What the far end says, and what it is sent: the caller's voice, not silence.
+        says, hears = await asyncio.gather(
+            _overheard(voice, leg, "in", 4), _overheard(voice, leg, "out", 4)
+        )
+        assert voiced_stretches(says) and voiced_stretches(hears), (
+            voiced_stretches(says),
+            voiced_stretches(hears),
+        )
+
+        # The far end hangs up; the hotline hangs up on the caller.
+        await outside.done()
+        await asyncio.wait_for(caller, 60)
+    finally:
+        await outside.unregister_all()
+
+    record = await record_of(db_url, caller_number)
+    path_steps = steps(record)
+    for step in [
+        ("menu", "agent"),
+        ("agent_answered", None),
+        ("transferred_out", None),
+        ("outside_answered", None),
+    ]:
+        assert step in path_steps, (step, path_steps)
+    assert ("agent_hung_up", None) not in path_steps and ("survey", None) not in path_steps
+    assert record.disposition == "transferred_out" and record.agent_id == alice.user["id"]
+    engine = make_engine(db_url)
+    async with sessionmaker(engine)() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        assert conversation is not None
+        assert conversation.state == "closed" and conversation.disposition == "transferred_out"
+        audits = list(
+            (
+                await session.execute(
+                    select(AuditLog).where(
+                        AuditLog.action == "call.transfer_out",
+                        AuditLog.record_id == conversation_id,
+                    )
+                )
+            ).scalars()
+        )
+    await engine.dispose()
+    assert [(a.actor, (a.detail or {}).get("number")) for a in audits] == [
+        (alice.user["id"], number)
+    ]
+    # The call is over: it cannot be transferred again.
+    again = await alice.post(f"{path}/transfer", {"number": number}, expect=409)
+    assert again["error"] == "call_ended", again
+    await alice.close()
+
+
+async def _live_record(db_url: str, caller: str) -> CallRecord:
+    """The caller's CDR while the call is still on."""
+    engine = make_engine(db_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            found = (
+                await session.execute(select(CallRecord).where(CallRecord.caller == caller))
+            ).scalar_one()
+        return found
+    finally:
+        await engine.dispose()
+
+
+async def _overheard(voice: VoiceLine, channel_id: str, spy: str, seconds: int) -> bytes:
+    """A WAV of what a channel says (``spy="in"``) or is sent (``"out"``), for ``seconds``:
+    a snoop on it, recorded by Asterisk into its spool."""
+    ari, snoop, name = voice.ari, uuid.uuid4().hex, f"overheard-{uuid.uuid4().hex}"
+
+    async def recording() -> bool:
+        try:
+            await ari.record(f"channels/{snoop}", name, maxDurationSeconds=str(seconds))
+        except AriError as exc:
+            if exc.status == 409:  # the snoop is still on its way into the app
+                return False
+            raise
+        return True
+
+    async def finished() -> bool:
+        try:
+            await ari.request("GET", f"/recordings/live/{name}")
+        except AriError as exc:
+            return exc.status == 404
+        return False
+
+    await ari.request(
+        "POST", f"/channels/{channel_id}/snoop/{snoop}", spy=spy, app=ari.app, appArgs="test"
+    )
+    try:
+        await _until("the snoop is recorded", recording, timeout=10)
+        await _until("the recording finishes", finished, timeout=seconds + 15)
+        audio = voice.recorder.plain_path(name).read_bytes()
+        await ari.request("DELETE", f"/recordings/stored/{name}")
+        return audio
+    finally:
+        await ari.hangup(snoop)
+
+
+async def test_transfer_to_an_unreachable_outside_number_is_recorded(
+    hub: TestServer, admin: StaffClient, db_url: str, voices: dict[str, Path]
+) -> None:
+    """Nobody is registered on the trunk, so the number cannot be dialled: the CDR says
+    so, the caller is let go and the agent is free as after any transfer."""
+    voice = hub.app[VOICE]
+    settings = voice.settings
+    await Phone(settings, "trunk", settings.sip_trunk_password).unregister_all()
+    alice, phone = await agent_with_phone(hub, admin, "alice")
+    phone.answer(voices["agent"], ring_ms=500, hung_up=True)
+    await go_ready(alice)
+    keys: list[tuple[int, str | Path]] = [*keyed("2", pause=2500), *keyed("0", pause=1500)]
+    caller = asyncio.create_task(call(settings, "13700000007", keys, hangs_up=False))
+    offer = await alice.wait("offer", timeout=30)
+    conversation_id = offer["conversation_id"]
+    await _until("the agent is talking", lambda: voice.ivr.call_state(conversation_id) == "talking")
+    await alice.post(f"/api/conversations/{conversation_id}/transfer", {"number": "5550199"})
+    await phone.done()  # hung up on
+    await asyncio.wait_for(caller, 60)  # hung up on too
+    record = await record_of(db_url, "13700000007")
+    path = steps(record)
+    assert path[-2:] == [("transferred_out", None), ("outside_no_answer", "dial_failed")], path
+    assert record.disposition == "transferred_out"
+    view = hub.app[ACD].agent_view(alice.user["id"])
+    assert view.contacts == () and view.state == "ready", view
     await alice.close()

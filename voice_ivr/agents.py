@@ -25,6 +25,7 @@ from voice_ivr.prompts import prompt
 
 if TYPE_CHECKING:
     from voice_ivr.ivr import Call, Ivr
+    from voice_ivr.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class _Talk:
     answered: bool = False
     dropped: set[str] = field(default_factory=set)  # legs we hung up ourselves
     bridge: str | None = None
+    recording: str | None = None  # the bridge's recording, while it runs
     talk_started: float | None = None
     talk_seconds: float = 0.0
     waited: int | None = None  # seconds until the first agent answered
@@ -54,19 +56,27 @@ class _Talk:
     closed: bool = False
 
 
-async def connect(ivr: Ivr, call: Call, *, reason: str, intent: str | None) -> None:
-    """Queue the caller for a person; returns when the call is over or handled."""
+async def connect(
+    ivr: Ivr, call: Call, *, reason: str, intent: str | None, conversation_id: str | None = None
+) -> None:
+    """Queue the caller for a person; returns when the call is over or handled.
+
+    ``conversation_id``: the caller's conversation with the bot, which handed it off and
+    said so (the hub queues it too; queueing twice is harmless). Else a new one is opened.
+    """
     if ivr.desk is None:
         await voicemail.take_message(ivr, call, why="nobody_free")
         return
     await ivr.step(call, "handoff", reason)
-    talk = _Talk(await _open_conversation(ivr, call, reason, intent))
-    call.conversation_id = talk.conversation_id
+    if conversation_id is None:
+        conversation_id = await _open_conversation(ivr, call, reason, intent)
+        call.conversation_id = conversation_id
+        ivr.conversation_opened(call)
+        await ivr.update(call, conversation_id=conversation_id)
+        with contextlib.suppress(NeedsAgent):  # already on the way to a person
+            await ivr.say(call, prompt("connecting", call.lang), interruptible=False)
+    talk = _Talk(conversation_id)
     call.state = "queued"
-    ivr.conversation_opened(call)
-    await ivr.update(call, conversation_id=talk.conversation_id)
-    with contextlib.suppress(NeedsAgent):  # already on the way to a person
-        await ivr.say(call, prompt("connecting", call.lang), interruptible=False)
     await ivr.desk.enqueue(talk.conversation_id)
     outcome = "ended"
     try:
@@ -224,6 +234,7 @@ async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
         )
         try:
             await ivr.ari.record(f"bridges/{talk.bridge}", name)
+            talk.recording = name
         except AriError:
             log.exception("bridge recording did not start", extra={"call_id": call.record_id})
             ivr.recorder.forget(name)
@@ -242,7 +253,10 @@ async def _drop_leg(ivr: Ivr, talk: _Talk) -> None:
 
 
 async def _end_talk(ivr: Ivr, talk: _Talk) -> None:
-    """The bridge ends (its recording with it); talk time is added up."""
+    """The bridge ends (its recording first); talk time is added up."""
+    if talk.recording is not None and ivr.recorder is not None:
+        await _stop_recording(ivr, ivr.recorder, talk.recording)
+        talk.recording = None
     if talk.bridge is not None:
         with contextlib.suppress(AriError, OSError):
             await ivr.ari.destroy_bridge(talk.bridge)
@@ -273,6 +287,19 @@ async def _wind_up(ivr: Ivr, call: Call, talk: _Talk) -> None:
     if talk.moh and not call.gone:
         with contextlib.suppress(AriError, OSError):
             await ivr.ari.moh(call.channel_id, False)
+
+
+async def _stop_recording(ivr: Ivr, recorder: Recorder, name: str) -> None:
+    """Stop the bridge's recording and have it sealed before the bridge goes.
+
+    Stopped first, because Asterisk may not send ``RecordingFinished`` for a recording
+    whose bridge is destroyed under it (the app's subscription goes with the bridge); if
+    the event still does not come, the file is sealed as it is.
+    """
+    with contextlib.suppress(AriError, OSError):
+        await ivr.ari.stop_recording(name)
+    await recorder.wait(name, timeout=2.0)
+    await recorder.finish(name)  # a no-op once the event has sealed it
 
 
 async def _survey(ivr: Ivr, call: Call, talk: _Talk) -> None:
@@ -356,10 +383,13 @@ def raise_hangup(call: Call) -> None:
 async def _outside(ivr: Ivr, call: Call, number: str) -> None:
     """A blind transfer: dial the number through the outbound trunk and bridge the caller.
 
-    The hotline's part ends there; the call lasts until either side hangs up.
+    The hotline's part ends there; the call lasts until either side hangs up. A number
+    that cannot be dialled at all (no trunk registered, the trunk refuses) is recorded as
+    not answered, like one that rings out.
     """
     leg, bridge = uuid.uuid4().hex, uuid.uuid4().hex
     ivr.leg_opened(leg, call)
+    answered = False
     try:
         await ivr.ari.moh(call.channel_id, True)
         await ivr.ari.originate(
@@ -369,7 +399,6 @@ async def _outside(ivr: Ivr, call: Call, number: str) -> None:
             timeout=45,
             caller_id=call.caller,
         )
-        answered = False
         while True:
             event = await ivr.next(call, timeout=1.0)
             if event is None:
@@ -385,8 +414,15 @@ async def _outside(ivr: Ivr, call: Call, number: str) -> None:
                 if not answered:
                     await ivr.step(call, "outside_no_answer")
                 return
-    except AriError:
-        log.exception("transfer to an outside number failed", extra={"call_id": call.record_id})
+    except AriError as exc:
+        if exc.caller_gone:  # 404/409 on the caller's channel: they hung up meanwhile
+            raise_hangup(call)
+        log.warning(
+            "transfer to an outside number failed",
+            extra={"call_id": call.record_id, "error": str(exc)},
+        )
+        if not answered:
+            await ivr.step(call, "outside_no_answer", "dial_failed")
     finally:
         ivr.leg_closed(leg)
         with contextlib.suppress(AriError, OSError):

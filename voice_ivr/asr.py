@@ -76,9 +76,14 @@ class AsrEngine(Protocol):
     """A recognizer: holds the model, opens sessions."""
 
     name: str
+    dictation: bool  # recognizes free speech without a grammar, well enough to keep
 
     def languages(self) -> frozenset[str]:
         """Language codes this engine's model recognizes ("en", "ko", "zh", ...)."""
+        ...
+
+    def vocabulary(self, phrases: Sequence[str]) -> list[str]:
+        """The phrases (normalized, lower-case) whose every word the model knows."""
         ...
 
     async def load(self) -> None:
@@ -127,6 +132,12 @@ def merge(finals: Iterable[AsrResult]) -> AsrResult:
     return AsrResult(text, final=True, confidence=min(scores) if scores else None)
 
 
+def _normalized(phrases: Iterable[str]) -> list[str]:
+    """Lower-case words without punctuation, duplicates and empties dropped, in order."""
+    out = (" ".join(re.sub(r"[^\w' ]+", " ", p.lower()).split()) for p in phrases)
+    return [p for p in dict.fromkeys(out) if p]
+
+
 def _phrases(grammar: Sequence[str]) -> list[str]:
     phrases = [" ".join(p.split()) for p in grammar]
     if not phrases or not all(phrases):
@@ -145,6 +156,7 @@ class VoskEngine:
     """
 
     name: str = "vosk"
+    dictation: bool = True
 
     def __init__(self, model_dir: Path, lang: str) -> None:
         self.model_dir = model_dir
@@ -157,6 +169,14 @@ class VoskEngine:
 
     async def load(self) -> None:
         await asyncio.to_thread(self._loaded)
+
+    def vocabulary(self, phrases: Sequence[str]) -> list[str]:
+        model = self._loaded()
+        return [
+            p
+            for p in _normalized(phrases)
+            if all(model.vosk_model_find_word(w) >= 0 for w in p.split())
+        ]
 
     def _loaded(self) -> Any:
         with self._lock:
@@ -262,6 +282,7 @@ class PocketsphinxEngine:
     """
 
     name: str = "pocketsphinx"
+    dictation: bool = False  # see session(): it needs a grammar
 
     def __init__(self, *, noise_fill: float = 100.0, pool_size: int = 8) -> None:
         """``noise_fill``: the noise's standard deviation in 16-bit sample units."""
@@ -276,6 +297,17 @@ class PocketsphinxEngine:
     async def load(self) -> None:
         decoder = await asyncio.to_thread(self._acquire)
         self._release(decoder)
+
+    def vocabulary(self, phrases: Sequence[str]) -> list[str]:
+        decoder = self._acquire()
+        try:
+            return [
+                p
+                for p in _normalized(phrases)
+                if all(_WORD.fullmatch(w) and decoder.ps.lookup_word(w) for w in p.split())
+            ]
+        finally:
+            self._release(decoder)
 
     def session(
         self, *, rate: int, grammar: Sequence[str] | None = None, lang: str = "en"

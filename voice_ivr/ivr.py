@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hotline.lang import Lang
 from hotline.store.models import Blacklist, CallRecord, Contact, new_id, utcnow
 from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
-from voice_ivr import agents, voicemail
+from voice_ivr import agents, dialogue, voicemail
 from voice_ivr.ari import AriClient, AriError
 from voice_ivr.asr import AsrEngine
+from voice_ivr.dialogue import Dialogue
 from voice_ivr.errors import Hangup, NeedsAgent
 from voice_ivr.listen import CallListener, ListenerError
 from voice_ivr.prompts import prompt
@@ -72,6 +73,14 @@ SPOKEN_MENU: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Heard:
+    """A caller's answer: a key, or what they said (empty: speech that matched nothing)."""
+
+    key: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class Speech:
     """Recognizers by language and what the listener needs to reach the call's audio."""
 
@@ -110,7 +119,8 @@ class Call:
     # Events that came while a prompt played or keys were read (offers, agent phones):
     # kept for the phase that handles them.
     later: list[dict[str, Any]] = field(default_factory=list)
-    state: str = "ivr"  # for the console: ivr, queued, ringing, talking, survey
+    state: str = "ivr"  # for the console: ivr, bot, queued, ringing, talking, survey
+    bot_turns: int = 0  # answers given to the bot; the first prompt says how to talk to it
 
 
 class Ivr:
@@ -128,6 +138,8 @@ class Ivr:
         transcriber: Transcriber | None = None,
         speech: Speech | None = None,
         outbound_endpoint: str = "trunk",
+        dialogue: Dialogue | None = None,
+        phrases: dict[str, list[str]] | None = None,
     ) -> None:
         self.ari = ari
         self._sessions = sessions
@@ -140,6 +152,8 @@ class Ivr:
         self._transcriber = transcriber
         self._speech = speech
         self.outbound_endpoint = outbound_endpoint  # PJSIP endpoint for outside numbers
+        self.dialogue = dialogue  # the hub, for speech turns with the bot
+        self.phrases = phrases or {}  # per language: what grammar-only recognizers may hear
         self._listeners: dict[str, CallListener] = {}  # caller channel id -> its listener
         self._calls: dict[str, Call] = {}
         self._legs: dict[str, Call] = {}  # agent phone channel id -> the caller's call
@@ -202,7 +216,7 @@ class Ivr:
             self._by_conversation[call.conversation_id] = call
 
     def call_state(self, conversation_id: str) -> str | None:
-        """queued, ringing, talking or survey, for a call still on the line."""
+        """ivr, bot, queued, ringing, talking or survey, for a call still on the line."""
         call = self._by_conversation.get(conversation_id)
         return call.state if call is not None else None
 
@@ -292,8 +306,16 @@ class Ivr:
             except NeedsAgent:
                 wants = ("tts_failed", None)
             if wants is not None:
+                reason, intent = wants
+                conversation_id: str | None = None
+                if intent is not None and self.dialogue is not None and self.engine(call.lang):
+                    conversation_id = await dialogue.converse(self, call, intent)
+                    if conversation_id is None:
+                        return
                 with contextlib.suppress(NeedsAgent):  # speech failed after the agent
-                    await agents.connect(self, call, reason=wants[0], intent=wants[1])
+                    await agents.connect(
+                        self, call, reason=reason, intent=intent, conversation_id=conversation_id
+                    )
         except (Hangup, AriError, OSError) as exc:
             if isinstance(exc, Hangup) or (isinstance(exc, AriError) and exc.caller_gone):
                 call.gone = True
@@ -341,25 +363,50 @@ class Ivr:
                 return ("requested", INTENT_OF[choice])
 
     async def _ask_menu(self, call: Call) -> str | None:
-        """The menu by key, or by speech where a recognizer for the language is installed.
-
-        Speech stops the prompt (barge-in) as a key does. ``""`` is an answer that matched
-        nothing; ``None`` is silence.
-        """
-        listener = await self._listener(call)
-        if listener is None:
-            await self.say(call, prompt("menu", call.lang))
-            key = await self.key(call, FIRST_KEY_TIMEOUT)
-            return None if key is None else MENU.get(key, "")
-        assert self._speech is not None
+        """The menu choice, by key or by speech; ``""`` matched nothing, ``None`` is silence."""
         phrases = SPOKEN_MENU[call.lang]
-        engine = self._speech.engines[call.lang]
+        heard = await self.ask(call, prompt("menu", call.lang), grammar=list(phrases))
+        if heard is None:
+            return None
+        if heard.key is not None:
+            return MENU.get(heard.key, "")
+        await self.step(call, "speech", heard.text or "(no match)")
+        return phrases.get(heard.text, "")
+
+    def engine(self, lang: Lang) -> AsrEngine | None:
+        """The recognizer for callers speaking ``lang``; ``None``: keys only."""
+        return self._speech.engines.get(lang) if self._speech is not None else None
+
+    async def ask(
+        self,
+        call: Call,
+        text: str,
+        *,
+        grammar: Sequence[str] | None,
+        listen: bool = True,
+        max_speech: float = 6.0,
+    ) -> Heard | None:
+        """Say ``text``, then take a key, or speech where the language has a recognizer.
+
+        Speech stops the prompt (barge-in) as a key does. ``None`` is silence; speech
+        that matched nothing is a ``Heard`` with empty text. ``grammar=None`` asks the
+        engine for free speech (only engines with ``dictation`` do it well).
+        """
+        listener = await self._listener(call) if listen else None
+        if listener is None:
+            await self.say(call, text)
+            key = await self.key(call, FIRST_KEY_TIMEOUT)
+            return None if key is None else Heard(key=key)
+        engine = self.engine(call.lang)
+        assert engine is not None
         hearing = asyncio.create_task(
-            listener.hear(engine, lang=call.lang, grammar=list(phrases), no_input=120, max_speech=6)
+            listener.hear(
+                engine, lang=call.lang, grammar=grammar, no_input=120, max_speech=max_speech
+            )
         )
         barge = asyncio.create_task(self._stop_on_speech(call, listener))
         try:
-            await self.say(call, prompt("menu", call.lang))
+            await self.say(call, text)
             if not call.keys and not listener.speech_started.is_set():
                 key_wait = asyncio.create_task(self.key(call, FIRST_KEY_TIMEOUT))
                 speech_wait = asyncio.create_task(listener.speech_started.wait())
@@ -368,14 +415,14 @@ class Ivr:
                 if key_wait.done():
                     key = key_wait.result()
                     if key is not None:
-                        return MENU.get(key, "")
+                        return Heard(key=key)
                     if not listener.speech_started.is_set():
                         return None
                 else:
                     key_wait.cancel()
             if call.keys:
-                return MENU.get(call.keys.pop(0), "")
-            result = await asyncio.wait_for(asyncio.shield(hearing), 10)
+                return Heard(key=call.keys.pop(0))
+            result = await asyncio.wait_for(asyncio.shield(hearing), max_speech + 4)
         except TimeoutError:
             return None
         finally:
@@ -385,9 +432,7 @@ class Ivr:
             await asyncio.gather(hearing, barge, return_exceptions=True)
         if result is None:
             return None
-        heard = " ".join(result.text.split())
-        await self.step(call, "speech", heard or "(no match)")
-        return phrases.get(heard, "")
+        return Heard(text=" ".join(result.text.replace("[unk]", " ").split()))
 
     async def _listener(self, call: Call) -> CallListener | None:
         if self._speech is None or call.lang not in self._speech.engines:

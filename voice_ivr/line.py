@@ -18,14 +18,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from hotline import office_hours
 from hotline.acd.service import AcdService
 from hotline.channels import OutputChannel
-from hotline.config import Settings
+from hotline.config import PROJECT_ROOT, Settings
 from hotline.hub import Hub
 from hotline.lang import Lang
 from hotline.messages import Outbound
 from hotline.store.models import ConversationState, utcnow
-from voice_ivr import phones
+from voice_ivr import orphans, phones
 from voice_ivr.ari import AriClient, AriError, basic_auth
 from voice_ivr.asr import AsrEngine, AsrError, PocketsphinxEngine, VoskEngine, recognize
+from voice_ivr.dialogue import training_phrases
 from voice_ivr.ivr import Ivr, Speech
 from voice_ivr.listen import CallListener
 from voice_ivr.recorder import Recorder
@@ -41,10 +42,17 @@ class VoiceChannel(OutputChannel):
         self._ivr = ivr
 
     async def deliver(self, message: Outbound) -> None:
-        await self._ivr.notify(
-            message.conversation_id,
-            {"type": "hl_say", "author": message.author.value, "text": message.text},
-        )
+        event = {
+            "type": "hl_say",
+            "author": message.author.value,
+            "text": message.text,
+            "buttons": [(b.title, b.payload) for b in message.buttons],
+        }
+        await self._ivr.notify(message.conversation_id, event)
+
+    async def busy(self, conversation_id: str, busy: bool) -> None:
+        if not busy:  # the end of the bot's turn
+            await self._ivr.notify(conversation_id, {"type": "hl_turn_end"})
 
     async def state_changed(self, conversation_id: str, state: ConversationState) -> None:
         await self._ivr.notify(conversation_id, {"type": "hl_state", "state": state.value})
@@ -114,11 +122,14 @@ class VoiceLine:
             transcriber=_transcriber(settings),
             speech=await _speech(settings, ari, http),
             outbound_endpoint=settings.sip_outbound_endpoint,
+            dialogue=hub,
+            phrases=training_phrases(PROJECT_ROOT / "nlu" / "data" / "nlu.yml"),
         )
         channel = VoiceChannel(ivr)
         hub.channels.register(channel)
         acd.phones = channel
         line = cls(settings, ari, ivr, recorder, base / "etc/asterisk")
+        await orphans.end_orphans(ari, sessions, acd, hub)
         ari.listen(ivr.on_event, ivr.reconcile)
         await line.sync_phones(sessions)
         return line

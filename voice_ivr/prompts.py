@@ -87,6 +87,33 @@ PROMPTS: dict[str, dict[Lang, str]] = {
         "zh": "（电话留言，{seconds}秒，请听录音）",
         "en": "(Spoken message, {seconds} seconds: listen to the recording.)",
     },
+    "bot_hint": {
+        "zh": "您可以直接说出您的问题。任何时候按0转人工服务，按星号键重听。",
+        "en": "You can speak to me. Press 0 at any time for a member of staff, or star to "
+        "hear this again.",
+    },
+    "chose_report_crime": {"zh": "我要举报（电话菜单）", "en": "Make a report (phone menu)"},
+    "chose_file_complaint": {
+        "zh": "我要控告或申诉（电话菜单）",
+        "en": "A complaint or appeal (phone menu)",
+    },
+    "ask_question": {
+        "zh": "请说出您想咨询的法律问题。",
+        "en": "Please ask your legal question.",
+    },
+    "anything_else": {
+        "zh": "还有其他问题吗？请直接说出，或按0转人工服务。",
+        "en": "Is there anything else? Just say it, or press 0 for a member of staff.",
+    },
+    "press_for": {"zh": "{title}请按{n}。", "en": "For {title}, press {n}."},
+    "key_in": {
+        "zh": "请用电话按键输入，以井号键结束。",
+        "en": "Please key it in on your phone, then press the hash key.",
+    },
+    "staff_takes_details": {
+        "zh": "这一项需要由工作人员为您记录。",
+        "en": "A member of staff will take down these details.",
+    },
     "message_empty": {
         "zh": "没有录到您的留言。",
         "en": "We did not hear a message.",

@@ -88,11 +88,14 @@ class Recorder:
         return True
 
     async def finish(self, recording_id: str) -> None:
-        """Seal the finished WAV and complete the row."""
+        """Seal the finished WAV and complete the row (once, whoever asks first)."""
+        pending = self._pending.pop(recording_id, None)
+        if pending is None:
+            return
         try:
             await self._seal(recording_id)
         finally:
-            self.forget(recording_id)
+            pending.done.set()
 
     def finished(self, recording_id: str) -> bool:
         pending = self._pending.get(recording_id)

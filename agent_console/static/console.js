@@ -331,6 +331,7 @@
       id: id, mode: mode, detail: null, seen: {}, live: [], els: {}, ticketCreated: false,
       // phone calls only
       voice: channel === "voice", call: null, callState: null, callStoppedAt: null, talkFinal: null,
+      talkSeenAt: null, loadSeq: 0,
       transferOpen: false, hangingUp: false
     };
     conv.tab = buildTab(conv);
@@ -659,16 +660,33 @@
     renderVoiceControls(conv);
   }
 
-  /** Talk time: counts from answered_at; frozen once the call is over. */
+  /**
+   * When the agent's talk began (ms): the last "agent_answered" step of the IVR path.
+   * Not answered_at: that is when the IVR picked the call up, before the menu and the
+   * queue. Until a fresh GET brings the step, the moment this page saw "talking".
+   */
+  function talkStart(conv) {
+    var path = conv.call && Array.isArray(conv.call.ivr_path) ? conv.call.ivr_path : [];
+    for (var i = path.length - 1; i >= 0; i--) {
+      var step = path[i];
+      if (step && typeof step === "object" && step.step === "agent_answered") {
+        var at = HL.parseTime(step.at);
+        if (at) return at.getTime();
+      }
+    }
+    return conv.talkSeenAt;
+  }
+
+  /** Talk time: counts while the agent talks; frozen once the call is over. */
   function renderTimer(conv) {
     var el = conv.els.callTimer;
-    var answered = HL.parseTime(conv.call && conv.call.answered_at);
+    var start = talkStart(conv);
     var secs = null;
     if (callOver(conv)) {
       if (conv.talkFinal != null) secs = conv.talkFinal;
-      else if (answered && conv.callStoppedAt) secs = (conv.callStoppedAt - answered.getTime()) / 1000;
-    } else if (answered) {
-      secs = (Date.now() - answered.getTime()) / 1000;
+      else if (start != null && conv.callStoppedAt) secs = (conv.callStoppedAt - start) / 1000;
+    } else if (start != null && conv.callState === "talking") {
+      secs = (Date.now() - start) / 1000;
     }
     el.textContent = secs == null ? "—" : HL.fmtDuration(secs);
     el.classList.toggle("running", secs != null && !callOver(conv));
@@ -700,6 +718,7 @@
   function applyCallState(conv, state, fromFrame) {
     if (typeof state !== "string" || !state) return;
     if (!fromFrame && callOver(conv) && !CALL_OVER[state]) return;
+    if (state === "talking" && conv.callState !== "talking") conv.talkSeenAt = Date.now();
     conv.callState = state;
     if (CALL_OVER[state]) {
       if (!conv.callStoppedAt) conv.callStoppedAt = Date.now();
@@ -715,6 +734,8 @@
     if (conv) {
       if (!conv.voice) { conv.voice = true; renderTabLabel(conv); }
       applyCallState(conv, f.state, true);
+      // The IVR path, the wait and the talk start have moved on with the state.
+      loadConversation(conv);
       return;
     }
     // The caller hung up while our phone was still ringing.
@@ -750,8 +771,9 @@
 
   // ------------------------------------------------------------- loading
   function loadConversation(conv) {
+    var mine = ++conv.loadSeq; // answers may cross: only the newest is shown
     return api("GET", "/api/conversations/" + encodeURIComponent(conv.id)).then(function (r) {
-      if (!convs[conv.id]) return;
+      if (!convs[conv.id] || mine !== conv.loadSeq) return;
       if (!r.ok || !r.data) { HL.say(conv.els.loadError, HL.errorText(r)); return; }
       HL.say(conv.els.loadError, "");
       conv.detail = r.data;

@@ -261,6 +261,16 @@ async def _transfer_out(
             "number must be digits (an optional leading +), at most 32",
             "号码只能包含数字（可以+开头），最多32位",
         )
+    state = voice.ivr.call_state(conversation.id)
+    if state is None:
+        raise json_error(409, "call_ended", "the call has already ended", "通话已结束")
+    if state != "talking":
+        raise json_error(
+            409,
+            "not_talking",
+            "only a call connected to an agent can be transferred out",
+            "只有已接通坐席的通话才能转外线",
+        )
     event = {"type": "hl_transfer_out", "number": number, "by": user.id}
     if not await voice.ivr.notify(conversation.id, event):
         raise json_error(409, "call_ended", "the call has already ended", "通话已结束")

@@ -1,0 +1,76 @@
+"""Calls a stopped hub left behind: their callers are let go, their records closed.
+
+A call lives as a task in the hub's memory. After a restart nothing drives it: its
+caller would hear silence in the Stasis app, and the ACD, which reloads its queue from
+the database, would ring agents' phones for a caller nobody can connect. So at start
+every call record still open is ended as ``failed``, its channel hung up, and its
+conversation closed (through the ACD if queued or with an agent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Protocol
+
+import aiohttp
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hotline.store.models import CallRecord, Conversation, ConversationState, utcnow
+from voice_ivr.ari import AriClient, AriError
+
+log = logging.getLogger(__name__)
+
+
+class Closer(Protocol):
+    async def close(self, conversation_id: str, disposition: str, *, by: str) -> None: ...
+
+
+class StateSetter(Protocol):
+    async def set_state(
+        self, conversation_id: str, state: ConversationState, reason: str | None = None
+    ) -> None: ...
+
+
+async def end_orphans(
+    ari: AriClient,
+    sessions: async_sessionmaker[AsyncSession],
+    desk: Closer,
+    hub: StateSetter,
+) -> int:
+    """End the calls that were live when the hub stopped; returns how many."""
+    now = utcnow()
+    async with sessions() as session:
+        orphans = list(
+            (
+                await session.execute(select(CallRecord).where(CallRecord.ended_at.is_(None)))
+            ).scalars()
+        )
+        for record in orphans:
+            record.ended_at = now
+            record.disposition = "failed"
+            record.ivr_path = [*record.ivr_path, {"at": now.isoformat(), "step": "hub_restarted"}]
+        await session.commit()
+    for record in orphans:
+        with contextlib.suppress(AriError, aiohttp.ClientError, OSError):  # gone already
+            await ari.hangup(record.channel_id)
+        if record.conversation_id is not None:
+            await _close(sessions, desk, hub, record.conversation_id)
+    if orphans:
+        log.warning("calls left by the last run ended", extra={"calls": len(orphans)})
+    return len(orphans)
+
+
+async def _close(
+    sessions: async_sessionmaker[AsyncSession], desk: Closer, hub: StateSetter, conversation_id: str
+) -> None:
+    async with sessions() as session:
+        conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        return
+    state = conversation.state
+    if state in (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value):
+        await desk.close(conversation_id, "failed", by="system")
+    elif state != ConversationState.CLOSED.value:
+        await hub.set_state(conversation_id, ConversationState.CLOSED)
