@@ -27,6 +27,7 @@ from tests.conftest import ROOT, SECRET, free_port
 from tests.staff import StaffClient
 from tests.test_handoff import ADMIN_PASSWORD, PASSWORD, frame
 from tests.voice import call, record_of, steps
+from voice_ivr.ari import basic_auth
 
 
 class HubProcess:
@@ -204,8 +205,10 @@ async def test_sigkill_mid_call_the_restarted_hub_lets_the_caller_go(
         hub.kill()
         await hub.start()
         await asyncio.wait_for(caller, 30)  # the BYE came: the scenario ends
+        left = await _asterisk_leftovers(asterisk)
     finally:
         hub.stop()
+    assert left == ([], []), left  # nothing of the call (listener included) stays behind
     record = await record_of(db_url, "13500000001")
     assert record.disposition == "failed"
     assert steps(record)[-1] == ("hub_restarted", None), steps(record)
@@ -237,3 +240,20 @@ async def _queued_call(db_url: str, caller: str) -> str:
         raise AssertionError(f"{caller}'s call never queued")
     finally:
         await engine.dispose()
+
+
+async def _asterisk_leftovers(asterisk: Settings) -> tuple[list[str], list[str]]:
+    """Channels and bridges still on Asterisk, once its lists settle (about a second)."""
+    headers = {"Authorization": basic_auth(asterisk.ari_user, asterisk.ari_password)}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for _ in range(50):
+            found = []
+            for kind in ("channels", "bridges"):
+                async with http.get(f"{asterisk.ari_url}/ari/{kind}") as resp:
+                    found.append(
+                        [str(item.get("name") or item["id"]) for item in await resp.json()]
+                    )
+            if found == [[], []]:
+                break
+            await asyncio.sleep(0.1)
+    return found[0], found[1]

@@ -67,6 +67,10 @@ async def connect(
     if ivr.desk is None:
         await voicemail.take_message(ivr, call, why="nobody_free")
         return
+    if conversation_id is not None:  # the bot's reason: asked for, gave up, unavailable
+        async with ivr.sessions() as session:
+            row = await session.get(Conversation, conversation_id)
+            reason = (row.handoff_reason if row is not None else None) or reason
     await ivr.step(call, "handoff", reason)
     if conversation_id is None:
         conversation_id = await _open_conversation(ivr, call, reason, intent)
@@ -413,7 +417,7 @@ async def _outside(ivr: Ivr, call: Call, number: str) -> None:
             elif kind in _LEG_GONE and channel_id == leg:
                 if not answered:
                     await ivr.step(call, "outside_no_answer")
-                return
+                break
     except AriError as exc:
         if exc.caller_gone:  # 404/409 on the caller's channel: they hung up meanwhile
             raise_hangup(call)
@@ -429,3 +433,7 @@ async def _outside(ivr: Ivr, call: Call, number: str) -> None:
             await ivr.ari.hangup(leg)
         with contextlib.suppress(AriError, OSError):
             await ivr.ari.destroy_bridge(bridge)
+    if not answered and not call.gone:  # not left wondering: told before the line drops
+        with contextlib.suppress(AriError, OSError, NeedsAgent):
+            await ivr.ari.moh(call.channel_id, False)
+            await ivr.say(call, prompt("transfer_failed", call.lang), interruptible=False)

@@ -103,6 +103,10 @@ class AriClient:
         found = await self.request("GET", "/channels")
         return found if isinstance(found, list) else []
 
+    async def bridges(self) -> list[dict[str, Any]]:
+        found = await self.request("GET", "/bridges")
+        return found if isinstance(found, list) else []
+
     async def originate(
         self, endpoint: str, channel_id: str, *, app_args: str, timeout: int, caller_id: str
     ) -> None:

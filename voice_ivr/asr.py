@@ -266,6 +266,7 @@ def _vosk_final(raw: str) -> AsrResult:
 _PS_RATE: Final = 16000
 _DIGITS_HEADER: Final = "#JSGF V1.0;\ngrammar digits;\n"
 _WORD = re.compile(r"[a-z']+")
+MAX_GRAMMARS: Final = 32  # compiled grammars kept per pooled decoder
 
 
 class PocketsphinxEngine:
@@ -371,17 +372,23 @@ class _Decoder:
         # logs an ERROR for every utterance cut short ("does not match the grammar"),
         # and the grammars are checked before they reach it.
         self.ps: Any = pocketsphinx.Decoder(samprate=_PS_RATE, lm=None, loglevel="FATAL")
-        self._searches: set[str] = set()
+        # Compiled grammars, least recently used first. Bounded: the bot's turns make a
+        # new grammar for every new set of button titles.
+        self._searches: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def use(self, jsgf: str, words: Iterable[str]) -> None:
         name = "g" + hashlib.sha256(jsgf.encode()).hexdigest()[:16]
-        if name not in self._searches:
+        if name in self._searches:
+            self._searches.move_to_end(name)
+        else:
             missing = sorted({w for w in words if self.ps.lookup_word(w) is None})
             if missing:
                 raise ValueError(f"not in the PocketSphinx dictionary: {', '.join(missing)}")
             self.ps.add_jsgf_string(name, jsgf)
-            self._searches.add(name)
+            self._searches[name] = None
         self.ps.activate_search(name)
+        while len(self._searches) > MAX_GRAMMARS:
+            self.ps.remove_search(self._searches.popitem(last=False)[0])
 
 
 class PocketsphinxSession:

@@ -59,6 +59,10 @@ FORMATS: Final = {8000: "slin", 16000: "slin16"}
 FRAME_SECONDS: Final = 0.02  # chan_websocket's frames: 320 bytes of slin, 640 of slin16
 SNOOP_ARGS: Final = "snoop"
 MEDIA_ARGS: Final = "media"
+# Ids of a listener's channels and bridge start so: what a crashed hub left is known.
+SNOOP_PREFIX: Final = "snoop-"
+MEDIA_PREFIX: Final = "media-"
+BRIDGE_PREFIX: Final = "listen-"
 
 _GONE_EVENTS: Final = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 
@@ -155,9 +159,9 @@ class CallListener:
         self.setup_timeout = setup_timeout
 
         key = uuid.uuid4().hex[:12]
-        self.snoop_id = f"snoop-{key}"
-        self.media_id = f"media-{key}"
-        self.bridge_id = f"listen-{key}"
+        self.snoop_id = f"{SNOOP_PREFIX}{key}"
+        self.media_id = f"{MEDIA_PREFIX}{key}"
+        self.bridge_id = f"{BRIDGE_PREFIX}{key}"
         self.channel_id: str | None = None  # the caller's channel
         self.speech_started = asyncio.Event()
         """Set on the first voiced frame of a :meth:`hear` turn (for barge-in)."""

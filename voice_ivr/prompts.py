@@ -69,6 +69,11 @@ PROMPTS: dict[str, dict[Lang, str]] = {
         "en": "{why}Please leave a message after the tone, telling us what you want to report. "
         "Press the hash key when you are done.",
     },
+    "transfer_failed": {
+        "zh": "抱歉，您要转接的号码未能接通，请稍后再拨。再见。",
+        "en": "Sorry, the number we transferred you to could not be reached. Please call "
+        "again later. Goodbye.",
+    },
     "nobody_free": {
         "zh": "抱歉，目前没有工作人员可以接听。",
         "en": "Sorry, nobody is free to take your call.",
