@@ -69,9 +69,9 @@ class HubProcess:
             self.proc.wait(timeout=20)
 
 
-@pytest.fixture
-def hub(tmp_path: Path, db_url: str) -> Iterator[HubProcess]:
-    env = {
+def hub_env(tmp_path: Path, db_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``hotline run --no-rasa`` on this test's database."""
+    return {
         **os.environ,
         "HOTLINE_VAR_DIR": str(tmp_path / "var"),
         "HOTLINE_DATABASE_URL": db_url,
@@ -84,8 +84,13 @@ def hub(tmp_path: Path, db_url: str) -> Iterator[HubProcess]:
         "HOTLINE_ACD_TICK_SECONDS": "0.2",
         "HOTLINE_VOICE": "off",
         "HOTLINE_WS_MESSAGES_PER_MINUTE": "600",
+        **extra,
     }
-    process = HubProcess(env, tmp_path / "hub.log")
+
+
+@pytest.fixture
+def hub(tmp_path: Path, db_url: str) -> Iterator[HubProcess]:
+    process = HubProcess(hub_env(tmp_path, db_url), tmp_path / "hub.log")
     yield process
     process.stop()
 
@@ -181,20 +186,14 @@ async def test_sigkill_mid_call_the_restarted_hub_lets_the_caller_go(
     """A caller queued when the hub dies is hung up at the restart, not left in silence
     (or rung through to an agent by the reloaded queue); the CDR and the conversation
     say what happened."""
-    env = {
-        **os.environ,
-        "HOTLINE_VAR_DIR": str(tmp_path / "var"),
-        "HOTLINE_DATABASE_URL": db_url,
-        "HOTLINE_SECRET_KEY": SECRET.hex(),
-        "HOTLINE_RASA_TOKEN": "crash-test-token",
-        "HOTLINE_RASA_URL": f"http://127.0.0.1:{free_port()}",
-        "HOTLINE_HTTP_PORT": str(free_port()),
-        "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "HOTLINE_VOICE": "external",
-        "HOTLINE_ARI_URL": asterisk.ari_url,
-        "HOTLINE_ARI_PASSWORD": asterisk.ari_password,
-        "HOTLINE_ASTERISK_ROOT": str(asterisk.asterisk_root),
-    }
+    env = hub_env(
+        tmp_path,
+        db_url,
+        HOTLINE_VOICE="external",
+        HOTLINE_ARI_URL=asterisk.ari_url,
+        HOTLINE_ARI_PASSWORD=asterisk.ari_password,
+        HOTLINE_ASTERISK_ROOT=str(asterisk.asterisk_root),
+    )
     hub = HubProcess(env, tmp_path / "hub.log")
     await hub.start()
     caller = asyncio.create_task(

@@ -57,9 +57,7 @@ def hub_settings(asterisk: Settings, db_url: str, **overrides: Any) -> Settings:
         database_url=db_url,
         http_port=port,
         admin_password=ADMIN_PASSWORD,
-        acd_tick_seconds=0.2,
-        rasa_url=f"http://127.0.0.1:{free_port()}",
-        **overrides,
+        **{"acd_tick_seconds": 0.2, "rasa_url": f"http://127.0.0.1:{free_port()}", **overrides},
     )
 
 
@@ -67,9 +65,13 @@ def hub_settings(asterisk: Settings, db_url: str, **overrides: Any) -> Settings:
 async def hub(
     request: pytest.FixtureRequest, asterisk: Settings, db_url: str
 ) -> AsyncIterator[TestServer]:
-    """The hub on the session's Asterisk; ``@pytest.mark.hub(office_hours=...)`` adjusts it."""
+    """The hub on the session's Asterisk; ``@pytest.mark.hub(office_hours=...)`` adjusts it,
+    and ``@pytest.mark.hub(bot=True)`` gives it the session's Rasa."""
     marker = request.node.get_closest_marker("hub")
-    settings = hub_settings(asterisk, db_url, **(marker.kwargs if marker else {}))
+    overrides = dict(marker.kwargs if marker else {})
+    if overrides.pop("bot", False):
+        overrides["rasa_url"] = asterisk.rasa_url
+    settings = hub_settings(asterisk, db_url, **overrides)
     server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
     await server.start_server()
     yield server

@@ -8,64 +8,26 @@ pocketsphinx with the bot's English training phrases as its grammar.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import select
 
 from hotline.appkeys import VOICE
-from hotline.config import Settings
-from hotline.store.db import make_engine, sessionmaker
-from hotline.store.models import Conversation, Message
-from hotline.web import create_app
 from tests.audio_pcap import speak, write_rtp_pcap
 from tests.staff import StaffClient
-from tests.test_phones import ADMIN_PASSWORD, agent_with_phone, go_ready, hub_settings, voices
+from tests.test_handoff import rows
+from tests.test_phones import admin, agent_with_phone, go_ready, hub, voices
 from tests.voice import call, record_of, steps
 
-__all__ = ["voices"]  # a fixture, used by name
+__all__ = ["admin", "hub", "voices"]  # fixtures, used by name
 
-pytestmark = [pytest.mark.voice, pytest.mark.rasa, pytest.mark.usefixtures("rasa_stack")]
-
-
-@pytest.fixture
-async def hub(asterisk: Settings, db_url: str) -> AsyncIterator[TestServer]:
-    """The hub on the session's Asterisk and the session's Rasa."""
-    settings = replace(hub_settings(asterisk, db_url), rasa_url=asterisk.rasa_url)
-    server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def admin(hub: TestServer) -> AsyncIterator[StaffClient]:
-    client = await StaffClient(str(hub.make_url("")).rstrip("/")).login("admin", ADMIN_PASSWORD)
-    yield client
-    await client.close()
-
-
-async def transcript(db_url: str, conversation_id: str) -> tuple[Conversation, list[Message]]:
-    engine = make_engine(db_url)
-    try:
-        async with sessionmaker(engine)() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            assert conversation is not None
-            messages = list(
-                (
-                    await session.execute(
-                        select(Message)
-                        .where(Message.conversation_id == conversation_id)
-                        .order_by(Message.id)
-                    )
-                ).scalars()
-            )
-        return conversation, messages
-    finally:
-        await engine.dispose()
+pytestmark = [
+    pytest.mark.voice,
+    pytest.mark.rasa,
+    pytest.mark.usefixtures("rasa_stack"),
+    pytest.mark.hub(bot=True),  # the hub on the session's Rasa
+]
 
 
 async def test_spoken_question_is_answered_by_the_bot(
@@ -90,7 +52,7 @@ async def test_spoken_question_is_answered_by_the_bot(
     assert question not in str(record.ivr_path)  # what callers say stays out of the CDR
     assert record.conversation_id is not None
 
-    conversation, messages = await transcript(db_url, record.conversation_id)
+    conversation, messages = await rows(hub.app[VOICE].settings, record.conversation_id)
     assert conversation.channel == "voice" and conversation.language == "en"
     assert conversation.state == "closed"  # the caller hung up
     said = [(m.author, m.text) for m in messages]
@@ -140,6 +102,6 @@ async def test_report_by_phone_goes_to_a_person_with_what_the_bot_collected(
         assert step in path, (step, record.ivr_path)
     assert record.agent_id == alice.user["id"]
     assert record.conversation_id == offer["conversation_id"]
-    conversation, _ = await transcript(db_url, offer["conversation_id"])
+    conversation, _ = await rows(hub.app[VOICE].settings, offer["conversation_id"])
     assert conversation.state == "closed" and conversation.rating == 1
     await alice.close()

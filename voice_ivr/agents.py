@@ -73,10 +73,9 @@ async def connect(
             reason = (row.handoff_reason if row is not None else None) or reason
     await ivr.step(call, "handoff", reason)
     if conversation_id is None:
-        conversation_id = await _open_conversation(ivr, call, reason, intent)
-        call.conversation_id = conversation_id
-        ivr.conversation_opened(call)
-        await ivr.update(call, conversation_id=conversation_id)
+        conversation_id = await open_conversation(
+            ivr, call, ConversationState.QUEUED, intent, reason
+        )
         with contextlib.suppress(NeedsAgent):  # already on the way to a person
             await ivr.say(call, prompt("connecting", call.lang), interruptible=False)
     talk = _Talk(conversation_id)
@@ -96,19 +95,25 @@ async def connect(
         await voicemail.take_message(ivr, call, why="nobody_free")
 
 
-async def _open_conversation(ivr: Ivr, call: Call, reason: str, intent: str | None) -> str:
+async def open_conversation(
+    ivr: Ivr, call: Call, state: ConversationState, intent: str | None, reason: str | None = None
+) -> str:
+    """The call's ``voice`` conversation, linked from its CDR and known to the IVR."""
     async with ivr.sessions() as session:
         conversation = Conversation(
             contact_id=call.contact_id,
             channel="voice",
             language=call.lang,
-            state=ConversationState.QUEUED.value,
+            state=state.value,
             handoff_reason=reason,
             intent=intent,
         )
         session.add(conversation)
         await session.commit()
-        return conversation.id
+    call.conversation_id = conversation.id
+    ivr.conversation_opened(call)
+    await ivr.update(call, conversation_id=conversation.id)
+    return conversation.id
 
 
 async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:

@@ -29,7 +29,8 @@ import yaml
 from hotline.hub import InvalidInput
 from hotline.lang import Lang
 from hotline.messages import Accepted, Inbound
-from hotline.store.models import Conversation, ConversationState
+from hotline.store.models import ConversationState
+from voice_ivr import agents
 from voice_ivr.errors import NeedsAgent
 from voice_ivr.prompts import prompt, spell
 
@@ -80,7 +81,8 @@ async def converse(ivr: Ivr, call: Call, intent: str) -> str | None:
     been seen off."""
     dialogue = ivr.dialogue
     assert dialogue is not None
-    conversation_id = await _open_conversation(ivr, call, intent)
+    conversation_id = await agents.open_conversation(ivr, call, ConversationState.BOT, intent)
+    call.state = "bot"
     await ivr.step(call, "bot", intent)
     handed_off = False
     try:
@@ -162,24 +164,6 @@ async def _answer(
             replies = [Reply(prompt("anything_else", call.lang))]
 
 
-async def _open_conversation(ivr: Ivr, call: Call, intent: str) -> str:
-    async with ivr.sessions() as session:
-        conversation = Conversation(
-            contact_id=call.contact_id,
-            channel="voice",
-            language=call.lang,
-            state=ConversationState.BOT.value,
-            intent=intent,
-        )
-        session.add(conversation)
-        await session.commit()
-    call.conversation_id = conversation.id
-    call.state = "bot"
-    ivr.conversation_opened(call)
-    await ivr.update(call, conversation_id=conversation.id)
-    return conversation.id
-
-
 async def _turn(
     ivr: Ivr, call: Call, dialogue: Dialogue, inbound: Inbound
 ) -> tuple[list[Reply], str | None]:
@@ -236,8 +220,9 @@ async def _listen(
         text += " " + prompt("key_in", call.lang)
     grammar = None
     if engine is not None and not engine.dictation:
-        phrases = [title for title, _ in _buttons(replies)] + ivr.phrases.get(call.lang, [])
-        grammar = await asyncio.to_thread(engine.vocabulary, phrases)
+        titles = [title for title, _ in _buttons(replies)]
+        known = await asyncio.to_thread(engine.vocabulary, titles) if titles else []
+        grammar = known + ivr.phrases.get(call.lang, [])
     listen = engine is not None and not digits and (engine.dictation or bool(grammar))
     return await ivr.ask(call, text, grammar=grammar, listen=listen, max_speech=MAX_SPEECH)
 

@@ -153,7 +153,8 @@ class Ivr:
         self._speech = speech
         self.outbound_endpoint = outbound_endpoint  # PJSIP endpoint for outside numbers
         self.dialogue = dialogue  # the hub, for speech turns with the bot
-        self.phrases = phrases or {}  # per language: what grammar-only recognizers may hear
+        # Per language: the bot's phrases a grammar-only recognizer can hear (its words).
+        self.phrases = phrases or {}
         self._listeners: dict[str, CallListener] = {}  # caller channel id -> its listener
         self._calls: dict[str, Call] = {}
         self._legs: dict[str, Call] = {}  # agent phone channel id -> the caller's call

@@ -108,6 +108,7 @@ class VoiceLine:
             settings.secret_key,
         )
         windows = office_hours.parse(settings.office_hours)
+        speech = await _speech(settings, ari, http)
         ivr = Ivr(
             ari,
             sessions,
@@ -120,10 +121,10 @@ class VoiceLine:
                 windows, settings.timezone, settings.holidays, utcnow()
             ),
             transcriber=_transcriber(settings),
-            speech=await _speech(settings, ari, http),
+            speech=speech,
             outbound_endpoint=settings.sip_outbound_endpoint,
             dialogue=hub,
-            phrases=training_phrases(PROJECT_ROOT / "nlu" / "data" / "nlu.yml"),
+            phrases=await _grammar_phrases(speech),
         )
         channel = VoiceChannel(ivr)
         hub.channels.register(channel)
@@ -167,6 +168,17 @@ async def _speech(settings: Settings, ari: AriClient, http: aiohttp.ClientSessio
     return Speech(
         engines, lambda: CallListener(ari, http, settings.ari_url, auth, settings.ari_app)
     )
+
+
+async def _grammar_phrases(speech: Speech) -> dict[str, list[str]]:
+    """The bot's training phrases each grammar-only recognizer knows every word of,
+    worked out once here rather than on every turn."""
+    phrases = training_phrases(PROJECT_ROOT / "nlu" / "data" / "nlu.yml")
+    return {
+        lang: await asyncio.to_thread(engine.vocabulary, phrases.get(lang, []))
+        for lang, engine in speech.engines.items()
+        if not engine.dictation
+    }
 
 
 def _transcriber(settings: Settings) -> Any:
