@@ -445,7 +445,10 @@ class PocketsphinxSession:
         decoder = self._decoder_or_fail()
         if self._in_utt:
             rest = bytes(self._buf[: len(self._buf) - len(self._buf) % 2])
-            speech = self._endpointer.end_stream(rest)
+            # An empty buffer raises IndexError in pocketsphinx's end_stream (speech
+            # running up to the very end, as when max_speech cuts a caller off); one
+            # silent sample flushes the speech its window still holds just as well.
+            speech = self._endpointer.end_stream(rest or bytes(2))
             if speech:
                 self._process(speech)
             self._finals.append(self._end())
@@ -463,7 +466,13 @@ class PocketsphinxSession:
         return self._decoder
 
     def _start(self) -> None:
-        self._ps().start_utt()
+        ps = self._ps()
+        # Every utterance starts from the model's own cepstral mean. Left alone, the
+        # pooled decoder carries the mean of whatever it heard last (another caller,
+        # noise) into this one: the same recording then decoded differently from one
+        # call to the next, and wrongly about one time in four in trials here.
+        ps.reinit_feat()
+        ps.start_utt()
         self._in_utt = True
         self._partial = ""
 

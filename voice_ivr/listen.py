@@ -102,6 +102,40 @@ class _Recognizer:
             return self._session.finish()
 
 
+class FillerFilter:
+    """Takes out the frames of digital silence Asterisk slips into a caller's audio.
+
+    The audio reaches us paced, 20 ms a frame. When the caller's next packet is late, a
+    frame of zeros goes out in its place and the late audio follows it, so a 20 ms hole
+    lands in the middle of a word. Found in a failed test: one such frame inside "case
+    status" made pocketsphinx hear "agent" (or nothing) at a third of the alignments it
+    tried, where the same audio without it was right at all of them. Real phone audio
+    is never exactly zero for a whole frame mid-speech, so a run of at most ``max_run``
+    zero frames between sounding frames is a filler and is dropped. Longer runs (a line
+    that sends no audio at all) pass, ``max_run`` frames late.
+    """
+
+    def __init__(self, frame_bytes: int, max_run: int = 2) -> None:
+        self._zero = bytes(frame_bytes)
+        self.max_run = max_run
+        self._held: list[bytes] = []
+        self._after_sound = False  # the last frame let through was not silence
+
+    def __call__(self, frame: bytes) -> list[bytes]:
+        """The frames to pass on now, in order (none while a possible filler is held)."""
+        if frame != self._zero:
+            self._held.clear()  # a filler: sound on both sides of it
+            self._after_sound = True
+            return [frame]
+        if self._after_sound and len(self._held) < self.max_run:
+            self._held.append(frame)
+            return []
+        out = [*self._held, frame]
+        self._held.clear()
+        self._after_sound = False
+        return out
+
+
 def frame_rms(frame: bytes) -> float:
     """Root-mean-square level of 16-bit little-endian samples (0 for an empty frame)."""
     samples = np.frombuffer(frame[: len(frame) - len(frame) % 2], dtype="<i2")
@@ -249,6 +283,7 @@ class CallListener:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Media socket → 20 ms frames: queued while hearing, else kept as pre-roll."""
         carry = b""
+        fillers = FillerFilter(self.frame_bytes)
         try:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.BINARY:
@@ -257,11 +292,11 @@ class CallListener:
                 cut = len(data) - len(data) % self.frame_bytes
                 carry = data[cut:]
                 for start in range(0, cut, self.frame_bytes):
-                    frame = data[start : start + self.frame_bytes]
-                    if self._hearing:
-                        self._frames.put_nowait(frame)
-                    else:
-                        self._preroll.append(frame)
+                    for frame in fillers(data[start : start + self.frame_bytes]):
+                        if self._hearing:
+                            self._frames.put_nowait(frame)
+                        else:
+                            self._preroll.append(frame)
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("media socket failed", extra={"error": type(exc).__name__})
         finally:
