@@ -143,25 +143,16 @@ async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
                 if agent_id is not None:
                     await desk.reject(talk.conversation_id, agent_id)
                 continue
-            await _end_talk(ivr, talk)
-            await ivr.step(call, "agent_hung_up")
-            talk.closed = True
-            await desk.close(talk.conversation_id, "completed", by=agent_id or "phone")
+            await _hang_up_talk(ivr, call, talk, "agent_hung_up", "completed", agent_id or "phone")
             return "survey"
         elif kind == "hl_hangup" and talk.answered and talk.leg is not None:
-            await ivr.step(call, "agent_hung_up")
-            await _drop_leg(ivr, talk)
-            await _end_talk(ivr, talk)
-            talk.closed = True
-            await desk.close(talk.conversation_id, "completed", by=talk.agent_id or "console")
+            by = talk.agent_id or "console"
+            await _hang_up_talk(ivr, call, talk, "agent_hung_up", "completed", by)
             return "survey"
         elif kind == "hl_transfer_out" and talk.answered and talk.leg is not None:
-            await ivr.step(call, "transferred_out")
-            await _drop_leg(ivr, talk)
-            await _end_talk(ivr, talk)
-            talk.closed = True
             call.disposition = "transferred_out"
-            await desk.close(talk.conversation_id, "transferred_out", by=str(event["by"]))
+            by = str(event["by"])
+            await _hang_up_talk(ivr, call, talk, "transferred_out", "transferred_out", by)
             return "outside:" + str(event["number"])
         elif kind == "hl_state":
             state = event.get("state")
@@ -248,6 +239,20 @@ async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
             log.exception("bridge recording did not start", extra={"call_id": call.record_id})
             ivr.recorder.forget(name)
     await _push(ivr, talk.agent_id, talk, "talking")
+
+
+async def _hang_up_talk(
+    ivr: Ivr, call: Call, talk: _Talk, step: str, disposition: str, by: str
+) -> None:
+    """The agent's side of a connected call ends (``step`` says how, in the CDR) and its
+    conversation closes with ``disposition``."""
+    desk = ivr.desk
+    assert desk is not None
+    await ivr.step(call, step)
+    await _drop_leg(ivr, talk)
+    await _end_talk(ivr, talk)
+    talk.closed = True
+    await desk.close(talk.conversation_id, disposition, by=by)
 
 
 async def _drop_leg(ivr: Ivr, talk: _Talk) -> None:
