@@ -25,7 +25,13 @@ import pytest
 from hotline.config import Settings
 from tests.audio_pcap import speak, speaking_call, write_rtp_pcap
 from voice_ivr.ari import AriClient, basic_auth
-from voice_ivr.asr import AsrEngine, AsrResult, PocketsphinxEngine, VoskEngine
+from voice_ivr.asr import (
+    AsrEngine,
+    AsrResult,
+    PocketsphinxEngine,
+    PocketsphinxSession,
+    VoskEngine,
+)
 from voice_ivr.listen import CallListener, ListenerError
 
 pytestmark = pytest.mark.voice
@@ -287,6 +293,35 @@ async def test_pocketsphinx_hears_a_menu_choice_from_a_live_call(
         assert turn.caller_gone_at is None
         await call
         assert await line.settled(set()) == (set(), [])
+    finally:
+        await line.close()
+
+
+class SlowToStart(PocketsphinxEngine):
+    """PocketSphinx whose sessions take 2 s to make, as a big new grammar might."""
+
+    def session(
+        self, *, rate: int, grammar: Sequence[str] | None = None, lang: str = "en"
+    ) -> PocketsphinxSession:
+        time.sleep(2.0)  # in hear()'s worker thread
+        return super().session(rate=rate, grammar=grammar, lang=lang)
+
+
+async def test_speech_while_the_session_is_made_is_heard(
+    asterisk: Settings, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The caller talks before the recognizer is ready: nothing said is lost meanwhile."""
+    engine = SlowToStart()
+    await engine.load()
+    pcap, seconds = speech_pcap(tmp_path, "case status")
+    line = await open_line(asterisk, http, engine=engine, lang="en", grammar=MENU)
+    try:
+        call = line.call("13800000109", pcap, lead_ms=200, tail_ms=int(seconds * 1000) + 3000)
+        turn = await line.turn()
+        assert turn.result == AsrResult("case status", final=True)
+        # said while hear() waited out the 2 s start, all of it held for the session
+        assert turn.returned_at - turn.hearing_at > 2.0
+        await call
     finally:
         await line.close()
 

@@ -364,11 +364,9 @@ class CallListener:
         loop = asyncio.get_running_loop()
         self.speech_started.clear()
         self.last_voice_at = None
-        recognizer = _Recognizer(
-            await asyncio.to_thread(engine.session, rate=self.rate, grammar=grammar, lang=lang)
-        )
-        finished = False
-        # Frames from before this turn: the pre-roll, not a backlog of old audio.
+        # Frames from before this turn: the pre-roll, not a backlog of old audio. From
+        # here on frames queue up, so none is lost while the session is made (a new
+        # grammar compiles for 0.3 s, and a caller may already be talking).
         while not self._frames.empty():
             self._frames.get_nowait()
         for frame in self._preroll:
@@ -377,6 +375,15 @@ class CallListener:
         if self._gone.is_set():
             self._frames.put_nowait(None)  # the end-of-stream marker stays last
         self._hearing = True
+        try:
+            session = await asyncio.to_thread(
+                engine.session, rate=self.rate, grammar=grammar, lang=lang
+            )
+        except BaseException:
+            self._hearing = False
+            raise
+        recognizer = _Recognizer(session)
+        finished = False
         try:
             heard: AsrResult | None = None  # a phrase, as the recognizer's endpoint gave it
             finals: list[AsrResult] = []  # endpoints without text: noise, out of grammar
