@@ -469,8 +469,8 @@ class PocketsphinxSession:
         ps = self._ps()
         # Every utterance starts from the model's own cepstral mean. Left alone, the
         # pooled decoder carries the mean of whatever it heard last (another caller,
-        # noise) into this one: the same recording then decoded differently from one
-        # call to the next, and wrongly about one time in four in trials here.
+        # noise) into this one, and the same recording then decoded differently from
+        # one call to the next (tests/test_speech.py has a case).
         ps.reinit_feat()
         ps.start_utt()
         self._in_utt = True
