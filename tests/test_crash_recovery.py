@@ -27,7 +27,7 @@ from tests.conftest import ROOT, SECRET, free_port
 from tests.staff import StaffClient
 from tests.test_handoff import ADMIN_PASSWORD, PASSWORD, frame
 from tests.voice import call, record_of, steps
-from voice_ivr.ari import basic_auth
+from voice_ivr.ari import AriClient
 
 
 class HubProcess:
@@ -243,15 +243,15 @@ async def _queued_call(db_url: str, caller: str) -> str:
 
 async def _asterisk_leftovers(asterisk: Settings) -> tuple[list[str], list[str]]:
     """Channels and bridges still on Asterisk, once its lists settle (about a second)."""
-    headers = {"Authorization": basic_auth(asterisk.ari_user, asterisk.ari_password)}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with aiohttp.ClientSession() as http:
+        ari = AriClient(
+            http, asterisk.ari_url, asterisk.ari_user, asterisk.ari_password, asterisk.ari_app
+        )
         for _ in range(50):
-            found = []
-            for kind in ("channels", "bridges"):
-                async with http.get(f"{asterisk.ari_url}/ari/{kind}") as resp:
-                    found.append(
-                        [str(item.get("name") or item["id"]) for item in await resp.json()]
-                    )
+            found = [
+                [str(item.get("name") or item["id"]) for item in items]
+                for items in (await ari.channels(), await ari.bridges())
+            ]
             if found == [[], []]:
                 break
             await asyncio.sleep(0.1)

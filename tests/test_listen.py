@@ -199,7 +199,7 @@ class Line:
         deadline = time.monotonic() + timeout
         while True:
             ids = {str(c["id"]) for c in await self.channels()}
-            bridges = await self.ari.request("GET", "/bridges")
+            bridges = await self.ari.bridges()
             if (ids == channels and bridges == []) or time.monotonic() > deadline:
                 return ids, bridges
             await asyncio.sleep(0.05)
