@@ -89,4 +89,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/console/", console_page)
     app.router.add_get("/console/supervisor", supervisor_page)
     app.router.add_get("/console/calls", calls_page)
+
+    async def sms_page(_request: web.Request) -> web.FileResponse:
+        """``GET /console/sms``: SMS group sends (templates, groups, schedule, progress)."""
+        return _page("sms.html")
+
+    app.router.add_get("/console/sms", sms_page)
     app.router.add_get("/console/static/{name}", asset)

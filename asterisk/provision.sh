@@ -29,6 +29,11 @@ rm -rf "$root"
 mkdir -p "$root"
 debootstrap --variant=minbase --include="$packages" sid "$root" http://deb.debian.org/debian
 chroot "$root" apt-get clean
+# debootstrap can leave the root's /proc mounted; a mounted /proc (its root/ and cwd/
+# links lead back to /) makes every tool that walks the tree wander forever.
+for mnt in proc sys dev/pts; do
+  if mountpoint -q "$root/$mnt"; then umount -l "$root/$mnt" || true; fi
+done
 mkdir -p "$root/var/spool/asterisk/recording" "$root/run/asterisk" "$root/var/lib/hotline"
 touch "$stamp"
 echo "[asterisk] root ready: $root"

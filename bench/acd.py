@@ -209,7 +209,7 @@ def main() -> None:
             rng.choice(queues),
             at,
             priority=rng.choices([0, 1, 2], [90, 7, 3])[0],
-            channel="voice" if rng.random() < 0.1 else "chat",
+            media="realtime" if rng.random() < 0.1 else "chat",
             key=f"citizen{rng.randrange(50_000)}",
             last_agent_id=rng.choice(agents) if rng.random() < 0.2 else None,
         )

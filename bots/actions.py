@@ -16,6 +16,7 @@ from rasa_sdk.types import DomainDict
 
 from bots import intake
 from bots.texts import say
+from hotline import commands
 from hotline.casecode import is_valid_code, is_valid_pin
 
 INTENT_KIND = {
@@ -35,8 +36,8 @@ def lang_of(tracker: Tracker) -> str:
     return lang if lang in ("zh", "en") else "zh"
 
 
-def command(dispatcher: CollectingDispatcher, cmd: str, **fields: Any) -> None:
-    dispatcher.utter_message(json_message={"hotline": {"cmd": cmd, **fields}})
+def command(dispatcher: CollectingDispatcher, cmd: commands.Command) -> None:
+    dispatcher.utter_message(json_message=commands.encode(cmd))
 
 
 def button(key: str, lang: str, payload: str) -> Dict[str, str]:
@@ -109,7 +110,7 @@ class ActionHandoff(Action):
     ) -> List[EventType]:
         lang = lang_of(tracker)
         dispatcher.utter_message(text=say("handoff", lang))
-        command(dispatcher, "handoff", reason="requested")
+        command(dispatcher, commands.Handoff("requested"))
         return [SlotSet("lang", lang)]
 
 
@@ -137,7 +138,7 @@ class ActionAnswerQuestion(Action):
         elif intent == "nlu_fallback":
             mode = "fallback"
         query = "" if text.startswith("/") else text
-        command(dispatcher, "kb_answer", query=query, mode=mode, topic=topic)
+        command(dispatcher, commands.KbAnswer(query, mode, topic))
         return [SlotSet("lang", lang)]
 
 
@@ -198,7 +199,7 @@ class ValidateIntakeForm(FormValidationAction):
         if turn.say and turn.say[-1][0].startswith("err_") and turn.retries >= 2:
             dispatcher.utter_message(text=say("retry_hint", lang))
         if turn.ask_kb:
-            command(dispatcher, "kb_answer", query=text, mode="consult", topic=None)
+            command(dispatcher, commands.KbAnswer(text))
             dispatcher.utter_message(text=say("resume_form", lang))
         if turn.outcome:
             events += [SlotSet("outcome", turn.outcome), SlotSet("requested_slot", None)]
@@ -207,7 +208,7 @@ class ValidateIntakeForm(FormValidationAction):
             events.append(SlotSet(name, value))
             slots[name] = value
         if slots.get("anonymous") == "anonymous":
-            for name in intake.IDENTITY_SLOTS:
+            for name in intake.NAMED_SLOTS:
                 if slots.get(name) is not None:
                     events.append(SlotSet(name, None))
                     slots[name] = None
@@ -230,7 +231,7 @@ def _ask(slot: str):  # type: ignore[no-untyped-def]
             kind = tracker.get_slot("case_kind") or "report"
             buttons = []
             if slot in intake.SENSITIVE:
-                command(dispatcher, "expect_sensitive")
+                command(dispatcher, commands.ExpectSensitive())
             if slot == "person":
                 buttons = [button("btn_dont_know", lang, "/skip")]
             elif slot in intake.OPTIONAL:
@@ -239,6 +240,11 @@ def _ask(slot: str):  # type: ignore[no-untyped-def]
                 buttons = [
                     button("btn_named", lang, "/affirm"),
                     button("btn_anonymous", lang, "/deny"),
+                ]
+            elif slot == intake.NOTIFY:
+                buttons = [
+                    button("btn_notify_yes", lang, "/affirm"),
+                    button("btn_notify_no", lang, "/deny"),
                 ]
             key = f"ask_details_{kind}" if slot == "details" else f"ask_{slot}"
             dispatcher.utter_message(text=say(key, lang), buttons=buttons)
@@ -274,6 +280,8 @@ class ActionAskConfirm(Action):
                 shown = say("value_skipped", lang)
             elif name == "anonymous":
                 shown = say(f"value_{value}", lang)
+            elif name == intake.NOTIFY:
+                shown = say(f"value_notify_{value}", lang)
             elif name == "reporter_name":
                 shown = intake.mask_name(value)
             elif name == "reporter_phone":
@@ -289,7 +297,7 @@ class ActionAskConfirm(Action):
             )
         lines.append(say("confirm_outro", lang))
         if slots.get("anonymous") == "named":
-            command(dispatcher, "expect_sensitive")
+            command(dispatcher, commands.ExpectSensitive())
         dispatcher.utter_message(
             text="\n".join(lines),
             buttons=[
@@ -330,7 +338,8 @@ class ActionFinishIntake(Action):
                     if slots.get("reporter_id") in (None, intake.SKIPPED)
                     else slots["reporter_id"],
                 }
-            command(dispatcher, "create_ticket", kind=kind, fields=fields, identity=identity)
+            notify = identity is not None and slots.get(intake.NOTIFY) == "yes"
+            command(dispatcher, commands.CreateTicket(kind, fields, identity, notify))
         elif outcome == "handoff":
             intent, _ = _intent(tracker)
             gave_up = not (
@@ -345,15 +354,11 @@ class ActionFinishIntake(Action):
                 for name, value in slots.items()
                 if name != "confirm" and value not in (None, intake.SKIPPED)
             }
-            command(
-                dispatcher,
-                "handoff",
-                reason="bot_gave_up" if gave_up else "requested",
-                fields={"case_kind": kind, **collected},
-            )
+            reason = "bot_gave_up" if gave_up else "requested"
+            command(dispatcher, commands.Handoff(reason, {"case_kind": kind, **collected}))
         else:
             dispatcher.utter_message(text=say("cancelled", lang))
-            command(dispatcher, "forget")  # nothing is filed: Rasa keeps none of it either
+            command(dispatcher, commands.Forget())  # nothing is filed: Rasa keeps none of it either
         # Identity never stays in the dialogue state longer than needed.
         return [*_reset(intake.INTAKE_SLOTS), *_reset(BOOKKEEPING), SlotSet("lang", lang)]
 
@@ -454,7 +459,7 @@ class ActionAskCasePin(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
-        command(dispatcher, "expect_sensitive")  # the PIN never sits in the transcript
+        command(dispatcher, commands.ExpectSensitive())  # the PIN never sits in the transcript
         dispatcher.utter_message(text=say("ask_case_pin", lang_of(tracker)))
         return []
 
@@ -470,10 +475,10 @@ class ActionFinishCaseStatus(Action):
         outcome = tracker.get_slot("outcome")
         code, pin = tracker.get_slot("case_code"), tracker.get_slot("case_pin")
         if outcome == "lookup" and code and pin:
-            command(dispatcher, "case_status", code=code, pin=pin)
+            command(dispatcher, commands.CaseStatus(code, pin))
         elif outcome == "handoff":
             dispatcher.utter_message(text=say("handoff", lang))
-            command(dispatcher, "handoff", reason="requested")
+            command(dispatcher, commands.Handoff("requested"))
         elif outcome == "gave_up":
             dispatcher.utter_message(
                 text=say("status_gave_up", lang),
@@ -482,5 +487,5 @@ class ActionFinishCaseStatus(Action):
         else:
             dispatcher.utter_message(text=say("cancelled", lang))
         if outcome != "lookup":  # a lookup purges via the hub; other endings purge here
-            command(dispatcher, "forget")
+            command(dispatcher, commands.Forget())
         return [*_reset(STATUS_SLOTS), *_reset(BOOKKEEPING), SlotSet("lang", lang)]

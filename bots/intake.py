@@ -17,6 +17,8 @@ DEFAULT_MAX = 200
 
 KINDS = ("report", "complaint", "appeal", "compensation")
 IDENTITY_SLOTS = ("reporter_name", "reporter_phone", "reporter_id")
+NOTIFY = "notify_sms"  # a named reporter's yes/no to an SMS when the case changes
+NAMED_SLOTS = ("reporter_name", "reporter_phone", NOTIFY, "reporter_id")
 INTAKE_SLOTS = (
     "person",
     "unit",
@@ -26,7 +28,7 @@ INTAKE_SLOTS = (
     "place",
     "evidence",
     "anonymous",
-    *IDENTITY_SLOTS,
+    *NAMED_SLOTS,
     "confirm",
 )
 OPTIONAL = frozenset({"person", "position", "when", "place", "evidence", "reporter_id"})
@@ -41,7 +43,7 @@ def plan(kind: str, slots: Dict[str, Optional[str]]) -> List[str]:
     steps = list(_REPORT_PLAN if kind == "report" else _CLAIM_PLAN)
     steps.append("anonymous")
     if slots.get("anonymous") == "named":
-        steps.extend(IDENTITY_SLOTS)
+        steps.extend(NAMED_SLOTS)
     steps.append("confirm")
     return steps
 
@@ -89,6 +91,8 @@ _QUESTION = re.compile(
     r"^\s*(what|how|when|where|why|can|could|will|is|are|do|does|should)\b)",
     re.IGNORECASE,
 )
+_WANT = re.compile(r"^\s*(需要|要|行|希望|please|sure|yes please)", re.IGNORECASE)
+_DONT_WANT = re.compile(r"(不需要|不用|不要|别发|no thanks|don'?t)", re.IGNORECASE)
 _LETTER = re.compile(r"[A-Za-z\u3400-\u9fff]")
 _REPEAT = re.compile(r"^(.)\1{3,}$")
 
@@ -185,6 +189,12 @@ def valid_id_number(text: str) -> Optional[str]:
 def validate(slot: str, text: str, lang: str) -> Tuple[Optional[str], Optional[str]]:
     """(value, None) when ``text`` answers ``slot``, else (None, error key)."""
     value = text.strip()
+    if slot == NOTIFY:  # "不要" must not read as "要": refusals first
+        if _NO.match(value) or is_skip(value) or _DONT_WANT.search(value):
+            return "no", None
+        if _YES.match(value) or _WANT.match(value):
+            return "yes", None
+        return None, "err_notify"
     if slot in OPTIONAL and is_skip(value):
         return SKIPPED, None
     if slot not in OPTIONAL and is_skip(value) and slot not in ("anonymous", "confirm"):
@@ -275,6 +285,10 @@ def step(
         return turn
     if requested == "anonymous" and intent in ("affirm", "deny") and text.startswith("/"):
         turn.slots["anonymous"] = "named" if intent == "affirm" else "anonymous"
+        turn.retries = 0
+        return turn
+    if requested == NOTIFY and intent in ("affirm", "deny") and text.startswith("/"):
+        turn.slots[NOTIFY] = "yes" if intent == "affirm" else "no"
         turn.retries = 0
         return turn
     if intent == "skip" and text.startswith("/"):

@@ -30,8 +30,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.audit import record
+from hotline.clientip import bucket
 from hotline.config import Settings
 from hotline.orgs import ROOT_UNIT
+from hotline.roles import TAKES_CONTACTS
 from hotline.store.models import (
     AgentStatus,
     LookupThrottle,
@@ -52,8 +54,6 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 takes anything; there is no reason to hash a megabyte
 MAX_DISPLAY_NAME = 100
 CAPACITY_RANGE = (1, 10)
-# Roles that take conversations: they get a presence row and join the default queues.
-AGENT_ROLES = frozenset({Role.AGENT, Role.SUPERVISOR})
 # last_seen_at is refreshed at most this often, so a busy console is not a write per request.
 TOUCH_EVERY = dt.timedelta(seconds=60)
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -156,7 +156,7 @@ async def create_user(
     )
     session.add(user)
     await session.flush()
-    if role in AGENT_ROLES:
+    if role in TAKES_CONTACTS:  # a presence row, and the default queues
         await ensure_agent(session, user)
     return user
 
@@ -337,9 +337,13 @@ LoginResult = LoginOk | LoginFailed | LoginLocked
 
 
 def throttle_keys(username: str, ip: str | None) -> tuple[str, str]:
-    """The ``lookup_throttle`` keys of a sign-in: per user name, per client address."""
+    """The ``lookup_throttle`` keys of a sign-in: per user name, per client address.
+
+    ``ip`` is the client's address as ``hotline.clientip`` found it (the auth middleware
+    resolves trusted proxies); an IPv6 client counts per /64, like every per-address limit.
+    """
     digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return f"login-u:{digest}", f"login-ip:{(ip or 'unknown')[:64]}"
+    return f"login-u:{digest}", f"login-ip:{bucket(ip)}"
 
 
 class _KeyLocks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hotline import intents
 from hotline.lang import Lang
 from hotline.messages import Button
 from hotline.texts import say
@@ -43,7 +44,7 @@ class KnowledgeAnswers:
             if article is not None:
                 return self._article(article, lang)
         hits = self.index.search(query, lang=lang, limit=3)
-        human = Button(say("btn_human", lang), "/request_human")
+        human = Button(say("btn_human", lang), intents.payload(intents.REQUEST_HUMAN))
         if hits and self._strong(hits):
             return self._article(hits[0].article, lang)
         close = [h for h in hits if h.coverage >= WEAK_COVERAGE]
@@ -60,7 +61,7 @@ class KnowledgeAnswers:
                 say("fallback", lang),
                 (
                     Button(say("btn_report", lang), "/report_crime"),
-                    Button(say("btn_status", lang), "/case_status"),
+                    Button(say("btn_status", lang), intents.payload(intents.CASE_STATUS)),
                     Button(say("btn_consult", lang), '/legal_consult{"kb_article":"scope"}'),
                     human,
                 ),

@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from hotline.acd.service import AcdService
 from hotline.bot import RasaClient
+from hotline.case_notices import CaseNotices
 from hotline.config import Settings
 from hotline.hub import Hub
+from hotline.ports import Channel, PhoneDesk
 from knowledge.search import KnowledgeIndex
-from voice_ivr.line import VoiceLine
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
@@ -23,4 +24,6 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[Any]] = web.AppKey("sessions")
 ACD = web.AppKey("acd", AcdService)
-VOICE = web.AppKey("voice", VoiceLine)
+VOICE: web.AppKey[PhoneDesk] = web.AppKey("voice")
+CHANNELS: web.AppKey[list[Channel]] = web.AppKey("channels")
+NOTICES = web.AppKey("notices", CaseNotices)

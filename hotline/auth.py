@@ -19,6 +19,7 @@ from hotline import orgs
 from hotline.accounts import SESSION_COOKIE, NewSession, resolve_session
 from hotline.api.errors import json_error
 from hotline.appkeys import SESSIONS, SETTINGS
+from hotline.clientip import request_address
 from hotline.config import Settings
 from hotline.store.models import Role
 
@@ -112,7 +113,17 @@ async def _resolve(request: web.Request) -> None:
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Resolve the staff session; state-changing staff requests need it and its CSRF token."""
+    """Resolve the staff session; state-changing staff requests need it and its CSRF token.
+
+    Behind a trusted proxy (``HOTLINE_TRUSTED_PROXIES``) the request is first re-made
+    with ``remote`` set to the client's address, so everything downstream (the sign-in
+    throttle, the audit log) counts the client, not the proxy.
+    """
+    trusted = request.app[SETTINGS].trusted_proxies
+    if trusted:
+        client = request_address(request, trusted)
+        if client is not None and client != request.remote:
+            request = request.clone(remote=client)
     path = request.path
     if not path.startswith(STAFF_PREFIXES):
         return await handler(request)

@@ -1,7 +1,8 @@
 """The dialogue layer as the hub sees it: a client for Rasa's REST webhook.
 
-The hub is Rasa's only client. ``BotUnavailable`` covers every way Rasa can fail us
-(down, slow, an error page), so the hub has one failure path to handle.
+The hub is Rasa's only client. ``BotUnavailable`` covers every way a call Rasa was sent
+can fail (down, slower than ``HOTLINE_RASA_TIMEOUT``, an error page). ``BotOverloaded``
+is the other case: the turn was never sent because Rasa is busy (``hotline.botgate``).
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from hotline.intents import META_INTENTS
 from hotline.lang import Lang
 
 
 class BotUnavailable(Exception):
-    """Rasa did not answer in time or answered with an error."""
+    """Rasa did not answer in time or answered with an error: it is down."""
 
 
-# Intents that say nothing about what the citizen came for.
-_META_INTENTS = frozenset(
-    {"request_human", "affirm", "deny", "greet", "goodbye", "cancel", "skip", "nlu_fallback"}
-)
+class BotOverloaded(Exception):
+    """Rasa is up but saturated: the turn found no free slot in time (``hotline.botgate``).
+
+    Not a kind of ``BotUnavailable``: the hub tells a busy bot from a dead one.
+    """
+
+
 # Bookkeeping slots, not answers the citizen gave.
 _INTERNAL_SLOTS = frozenset({"lang", "retries", "outcome", "requested_slot", "confirm"})
 
@@ -54,7 +59,7 @@ def context_from_tracker(tracker: dict[str, Any]) -> BotContext:
     for event in reversed(tracker.get("events") or []):
         if isinstance(event, dict) and event.get("event") == "user":
             name = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-            if isinstance(name, str) and name not in _META_INTENTS:
+            if isinstance(name, str) and name not in META_INTENTS:
                 intent = name
                 break
     requested = slots.get("requested_slot") if isinstance(slots, dict) else None

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import replace
-from typing import Any
 
 from aiohttp import web
 
@@ -34,9 +32,10 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, with_rasa: bool) -> None:
+    from hotline.appkeys import CHANNELS
     from hotline.supervisor import rasa_children, wait_ready
     from hotline.training import train
-    from hotline.web import create_app
+    from hotline.web import create_app, start_voice
 
     children = []
     asterisk = None
@@ -56,7 +55,7 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
                     f"[run] starting {child.name} (log: {logs / (child.name + '.log')})", flush=True
                 )
                 child.start()
-        settings, asterisk = await _start_voice(settings)
+        settings, asterisk = await start_voice(settings)
         print("[run] starting hub, migrating database", flush=True)
         await _migrate(settings)
         runner = web.AppRunner(create_app(settings, run_migrations=False), access_log=None)
@@ -65,6 +64,10 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
         origin = f"http://{settings.http_host}:{settings.http_port}"
         print(f"[run] citizen page: {origin}/", flush=True)
         print(f"[run] agent console: {origin}/console/", flush=True)
+        for channel in runner.app[CHANNELS]:
+            hint = channel.how_to_try(origin)
+            if hint:
+                print(f"[run] try {channel.name}: {hint}", flush=True)
         if children:
             waiter = asyncio.create_task(wait_ready(children))
             stopper = asyncio.create_task(stop.wait())
@@ -87,30 +90,26 @@ async def _serve(settings: Settings, with_rasa: bool) -> None:
         print("[run] stopped", flush=True)
 
 
-async def _start_voice(settings: Settings) -> tuple[Settings, Any]:
-    """Voice: an existing Asterisk when configured, else the embedded one if it can run."""
-    from voice_ivr.asterisk import AsteriskUnavailable, EmbeddedAsterisk
+def _print_config(settings: Settings) -> None:
+    from hotline.web import available_channels, check_channels
 
-    if settings.voice == "off":
-        print("[run] voice is off (HOTLINE_VOICE=off)", flush=True)
-        return settings, None
-    if settings.voice == "external":
-        print(f"[run] voice: using the Asterisk ARI at {settings.ari_url}", flush=True)
-        return replace(settings, voice_enabled=True), None
-    box = EmbeddedAsterisk(settings)
+    for key, value in sorted(vars(settings).items()):
+        if key == "channel_sections":
+            continue
+        shown = "<set>" if key in SECRET_KEYS else value
+        print(f"{key} = {shown}")
     try:
-        await asyncio.to_thread(box.provision)
-        print("[run] starting Asterisk", flush=True)
-        await box.start()
-    except AsteriskUnavailable as exc:
-        print(f"[run] {exc}", flush=True)
-        return settings, None
-    print(
-        f"[run] voice: dial {settings.ivr_number} via the SIP trunk at "
-        f"sip:{settings.sip_host}:{settings.sip_port} (user trunk; password in var/)",
-        flush=True,
-    )
-    return replace(settings, voice_enabled=True), box
+        checked = check_channels(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
+    for name in available_channels():
+        if name not in checked:
+            print(f"channel {name}: off (add it to HOTLINE_CHANNELS)")
+            continue
+        print(f"channel {name}: on")
+        describe = getattr(checked[name], "describe", None)
+        for key, value in (describe() if callable(describe) else {}).items():
+            print(f"  {name}.{key} = {value}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--force", action="store_true")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("config", help="print the validated configuration (secrets hidden)")
+    _add_simulators(sub)
     args = parser.parse_args(argv)
 
     settings = _settings()
@@ -137,10 +137,22 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings))
         print("[migrate] database is at the latest schema")
     elif args.command == "config":
-        for key, value in sorted(vars(settings).items()):
-            shown = "<set>" if key in SECRET_KEYS else value
-            print(f"{key} = {shown}")
+        _print_config(settings)
+    elif args.command == "simulate":
+        sys.exit(asyncio.run(args.simulator.run(args, settings)))
     sys.exit(0)
+
+
+def _add_simulators(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``hotline simulate <channel>``: one per channel that ships a simulator."""
+    from hotline.web import simulators
+
+    simulate = sub.add_parser("simulate", help="play a citizen on a channel's real transport")
+    channels = simulate.add_subparsers(dest="channel", required=True)
+    for name, module in simulators().items():
+        parser = channels.add_parser(name, help=module.HELP)
+        module.add_arguments(parser)
+        parser.set_defaults(simulator=module)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hotline.clientip import TrustedProxies, parse_networks
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,14 @@ class Settings:
     ws_max_frame_bytes: int = 65536
     max_text_chars: int = 2000
     ws_messages_per_minute: int = 30
+    # Flood control: new chat conversations per client address (0: no limit) per window,
+    # the proxies whose X-Forwarded-For is believed, and how the hub queues bot turns.
+    new_conversations_per_address: int = 20
+    new_conversations_window: float = 60.0
+    trusted_proxies: TrustedProxies = ()
+    rasa_concurrency: int = 8  # Rasa calls in flight at once (0: no limit)
+    bot_max_waiting: int = 200  # turns waiting for a slot; more are handed to a person
+    bot_max_wait: float = 15.0  # seconds a turn may wait for a slot before a handoff
     log_level: str = "INFO"
     log_file: Path | None = None
     holidays: frozenset[str] = field(default_factory=frozenset)
@@ -79,6 +90,10 @@ class Settings:
     office_hours: str = "always"  # e.g. "mon-fri 08:30-17:30"; after hours callers leave a message
     sip_outbound_endpoint: str = "trunk"  # where transfers to outside numbers are dialled
     vosk_models: tuple[tuple[str, Path], ...] = ()  # (language, model folder) pairs
+    # Channels: the folders of channel_connectors/ to load, and each one's raw settings
+    # (HOTLINE_<NAME>_<KEY> or a [<name>] table), validated by the channel at start.
+    channels: tuple[str, ...] = ("webchat", "sms")
+    channel_sections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -90,7 +105,7 @@ class Settings:
         return f"http://{self.http_host}:{self.http_port}"
 
 
-def _int(lo: int, hi: int) -> Callable[[str], int]:
+def int_between(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = int(raw)
         if not lo <= value <= hi:
@@ -107,7 +122,7 @@ def _float_pos(raw: str) -> float:
     return value
 
 
-def _http_url(raw: str) -> str:
+def http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
@@ -128,7 +143,7 @@ def _tracker_url(raw: str) -> str:
     return raw
 
 
-def _host(raw: str) -> str:
+def host_name(raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise ValueError("must be a host name or IP address")
     return raw
@@ -231,49 +246,67 @@ def _timezone(raw: str) -> str:
     return raw
 
 
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+def _channels(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    for name in names:
+        if not _CHANNEL_NAME.match(name):
+            raise ValueError(f"{name!r} is not a channel name (a folder of channel_connectors/)")
+    return names
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "http_host": _host,
-    "http_port": _int(1, 65535),
+    "http_host": host_name,
+    "http_port": int_between(1, 65535),
     "database_url": _database_url,
-    "rasa_url": _http_url,
+    "rasa_url": http_url,
     "rasa_token": _token,
     "rasa_timeout": _float_pos,
     "rasa_tracker_url": _tracker_url,
-    "actions_url": _http_url,
+    "actions_url": http_url,
     "secret_key": _key,
     "var_dir": Path,
     "rasa_venv": Path,
     "models_dir": Path,
     "allowed_origins": _origins,
-    "ws_max_frame_bytes": _int(1024, 1 << 24),
-    "max_text_chars": _int(1, 100_000),
-    "ws_messages_per_minute": _int(1, 10_000),
+    "ws_max_frame_bytes": int_between(1024, 1 << 24),
+    "max_text_chars": int_between(1, 100_000),
+    "ws_messages_per_minute": int_between(1, 10_000),
+    "new_conversations_per_address": int_between(0, 100_000),
+    "new_conversations_window": _float_pos,
+    "trusted_proxies": parse_networks,
+    "rasa_concurrency": int_between(0, 64),
+    "bot_max_waiting": int_between(0, 100_000),
+    "bot_max_wait": _float_pos,
     "log_level": _level,
     "log_file": Path,
     "holidays": _dates,
     "admin_password": _admin_password,
-    "session_idle_minutes": _int(1, 24 * 60),
-    "session_absolute_hours": _int(1, 24 * 7),
+    "session_idle_minutes": int_between(1, 24 * 60),
+    "session_absolute_hours": int_between(1, 24 * 7),
     "cookie_secure": _bool,
-    "login_attempts": _int(1, 100),
-    "login_lock_minutes": _int(1, 24 * 60),
+    "login_attempts": int_between(1, 100),
+    "login_lock_minutes": int_between(1, 24 * 60),
     "timezone": _timezone,
     "acd_tick_seconds": _float_pos,
     "voice": _voice_mode,
     "voice_enabled": _bool,
     "asterisk_root": Path,
-    "ari_url": _http_url,
-    "ari_user": _host,
+    "ari_url": http_url,
+    "ari_user": host_name,
     "ari_password": _token,
-    "ari_app": _host,
-    "sip_host": _host,
-    "sip_port": _int(1, 65535),
+    "ari_app": host_name,
+    "sip_host": host_name,
+    "sip_port": int_between(1, 65535),
     "sip_trunk_password": _token,
     "ivr_number": _digits,
-    "rtp_start": _int(1024, 64000),
+    "rtp_start": int_between(1024, 64000),
     "office_hours": _office_hours,
-    "sip_outbound_endpoint": _host,
+    "sip_outbound_endpoint": host_name,
     "vosk_models": _vosk_models,
+    "channels": _channels,
 }
 
 
@@ -282,23 +315,37 @@ SECRET_KEYS = frozenset(
 )
 
 
-def _read_toml(path: Path) -> dict[str, str]:
+def _flat(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _read_toml(path: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The core settings and the channels' sections (``[hotline.sms]`` or ``[sms]``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"HOTLINE_CONFIG: cannot read {path}: {exc}") from exc
     section = data.get("hotline", data)
     out: dict[str, str] = {}
-    for key, value in section.items():
+    sections: dict[str, dict[str, str]] = {}
+    tables = [(k, v) for k, v in data.items() if k != "hotline" and isinstance(v, dict)]
+    for key, value in list(section.items()) + (tables if section is not data else []):
+        if isinstance(value, dict):
+            if not _CHANNEL_NAME.match(key):
+                raise ConfigError(f"{path}: [{key}] is not a channel section")
+            sections[key] = {str(k): _flat(v) for k, v in value.items()}
+            continue
         if key not in _PARSERS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        out[key] = str(value)
-    return out
+        out[key] = _flat(value)
+    return out, sections
 
 
-def _secret_file(path: Path, make: Callable[[], str], what: str) -> str:
+def secret_file(path: Path, make: Callable[[], str], what: str) -> str:
     """Read a generated secret, creating it (mode 0600) on first use."""
     if path.exists():
         return path.read_text(encoding="ascii").strip()
@@ -321,9 +368,11 @@ def load_settings(
     """
     env = os.environ if environ is None else environ
     raw: dict[str, str] = {}
+    sections: dict[str, dict[str, str]] = {}
     config_path = env.get("HOTLINE_CONFIG")
     if config_path:
-        raw.update(_read_toml(Path(config_path)))
+        core, sections = _read_toml(Path(config_path))
+        raw.update(core)
     for key in _PARSERS:
         value = env.get(f"HOTLINE_{key.upper()}")
         if value is not None and value != "":
@@ -337,6 +386,15 @@ def load_settings(
             shown = "<hidden>" if key in SECRET_KEYS else repr(text)
             raise ConfigError(f"HOTLINE_{key.upper()}: {exc} (got {shown})") from exc
 
+    channels = values.setdefault("channels", Settings.channels)
+    for name in channels:
+        prefix = f"HOTLINE_{name.upper()}_"
+        section = sections.setdefault(name, {})
+        for key, value in env.items():
+            if key.startswith(prefix) and value != "":
+                section[key[len(prefix) :].lower()] = value
+    values["channel_sections"] = {n: dict(sections.get(n, {})) for n in channels}
+
     var_dir: Path = values.setdefault("var_dir", Settings.var_dir)
     values.setdefault("database_url", f"sqlite+aiosqlite:///{var_dir / 'hotline.db'}")
     embedded = values["database_url"].startswith("sqlite")
@@ -349,7 +407,7 @@ def load_settings(
     if "rasa_token" not in values:
         if not generate_secrets:
             raise ConfigError("HOTLINE_RASA_TOKEN: not set")
-        values["rasa_token"] = _secret_file(
+        values["rasa_token"] = secret_file(
             var_dir / "rasa-token", lambda: secrets.token_urlsafe(32), "the Rasa API token"
         )
     values.setdefault("asterisk_root", var_dir / "asterisk-root")
@@ -358,7 +416,7 @@ def load_settings(
         ("sip_trunk_password", "the SIP trunk password"),
     ):
         if name not in values and generate_secrets:
-            values[name] = _secret_file(
+            values[name] = secret_file(
                 var_dir / name.replace("_", "-"), lambda: secrets.token_urlsafe(24), what
             )
     if "secret_key" not in values:
@@ -370,7 +428,7 @@ def load_settings(
         if not generate_secrets:
             raise ConfigError("HOTLINE_SECRET_KEY: not set")
         values["secret_key"] = _key(
-            _secret_file(
+            secret_file(
                 var_dir / "secret.key",
                 lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
                 "the identity encryption key",

@@ -14,6 +14,7 @@ from hotline.lang import Lang
 from hotline.orgs import ROOT_UNIT
 from hotline.store.models import (
     AuthorKind,
+    Blacklist,
     Contact,
     Conversation,
     ConversationState,
@@ -38,11 +39,13 @@ class ConversationStore:
         external_id: str | None = None,
         *,
         org_unit: str | None = None,
+        intent: str | None = None,
     ) -> tuple[Conversation, str]:
         """Start a conversation; returns it with a fresh resume token (only its hash is kept).
 
         ``org_unit`` (e.g. from the site that embeds the widget) routes it to that unit's
-        queues; an unknown unit falls back to the root unit.
+        queues; an unknown unit falls back to the root unit. ``intent``: a topic chosen
+        before any dialogue (a phone menu's choice), for routing.
         """
         token = secrets.token_urlsafe(32)
         async with self.sessions() as session:
@@ -68,6 +71,7 @@ class ConversationStore:
                 state=ConversationState.BOT.value,
                 resume_token_hash=_token_hash(token),
                 org_unit_id=org_unit or ROOT_UNIT,
+                intent=intent,
             )
             session.add(conversation)
             await session.commit()
@@ -79,6 +83,51 @@ class ConversationStore:
             return (
                 await session.execute(
                     select(Conversation).where(Conversation.resume_token_hash == _token_hash(token))
+                )
+            ).scalar_one_or_none()
+
+    async def latest(self, channel: str, external_id: str) -> Conversation | None:
+        """The contact's newest conversation on ``channel`` unless it is over.
+
+        A closed conversation still waiting for its rating counts as current, so the
+        citizen's "1"/"2"/"3" rates it rather than opening a new one.
+        """
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(Conversation)
+                    .join(Contact, Contact.id == Conversation.contact_id)
+                    .where(
+                        Contact.channel == channel,
+                        Contact.external_id == external_id,
+                        Conversation.channel == channel,
+                        (Conversation.state != ConversationState.CLOSED.value)
+                        | Conversation.awaiting_rating.is_(True),
+                    )
+                    .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
+    async def blocked(self, channel: str, external_id: str) -> bool:
+        """Whether the contact at this address on ``channel`` is on the blacklist."""
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(Blacklist.contact_id)
+                .join(Contact, Contact.id == Blacklist.contact_id)
+                .where(Contact.channel == channel, Contact.external_id == external_id)
+                .limit(1)
+            )
+            return found.first() is not None
+
+    async def address(self, conversation_id: str) -> str | None:
+        """The contact's address on the conversation's channel (a number, a mailbox)."""
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(Contact.external_id)
+                    .join(Conversation, Conversation.contact_id == Contact.id)
+                    .where(Conversation.id == conversation_id)
                 )
             ).scalar_one_or_none()
 
@@ -106,6 +155,14 @@ class ConversationStore:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is not None and conversation.language != lang:
                 conversation.language = lang
+                await session.commit()
+
+    async def expect_sensitive(self, conversation_id: str) -> None:
+        """The citizen's next message is an identity answer or a PIN: seal it on arrival."""
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is not None:
+                conversation.expect_sensitive = True
                 await session.commit()
 
     async def add_message(self, session: AsyncSession, message: Message) -> Message | None:

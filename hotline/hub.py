@@ -12,22 +12,24 @@ payload and the hub carries it out here.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import re
 import weakref
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from hotline import commands
 from hotline.answers import KnowledgeAnswers
-from hotline.bot import Bot, BotUnavailable
+from hotline.bot import Bot, BotOverloaded, BotUnavailable
+from hotline.botgate import BotGate
 from hotline.channels import ChannelRegistry
+from hotline.command_handlers import CommandHandlers
 from hotline.conversations import ConversationStore
 from hotline.lang import Lang, detect, parse
 from hotline.messages import Accepted, Button, Inbound, Outbound
+from hotline.ports import InvalidInput
 from hotline.store.models import (
     AuthorKind,
     Conversation,
@@ -36,16 +38,17 @@ from hotline.store.models import (
     TicketKind,
 )
 from hotline.texts import say
-from hotline.tickets import CHINA, PUBLIC_STATUS, LookupOutcome, TicketService
+from hotline.tickets import NewCase, TicketService
 from hotline.tracker import TrackerPurger
-from hotline.vault import Identity, Sealer
+from hotline.vault import Sealer
 
 log = logging.getLogger(__name__)
 
 _INTENT_PAYLOAD = re.compile(r'^/[a-z][a-z0-9_]{1,39}(\{"kb_article":"[a-z0-9-]{1,60}"\})?$')
-_HANDOFF_REASONS = frozenset({"requested", "bot_unavailable", "bot_gave_up", "intake_failed"})
-MAX_MISSES = 3  # unanswerable questions in a row before a person takes over
 _RATINGS = {"1": 1, "2": 2, "3": 3, "/rate_1": 1, "/rate_2": 2, "/rate_3": 3}
+_WITH_PERSON_OR_CLOSED = frozenset(
+    (ConversationState.ASSIGNED.value, ConversationState.CLOSED.value)
+)
 
 
 class Handoff(Protocol):
@@ -57,13 +60,7 @@ class Handoff(Protocol):
 
     def position(self, conversation_id: str) -> tuple[int, int] | None: ...
 
-
-class InvalidInput(ValueError):
-    """A citizen's message breaks a rule; ``code`` goes back to the sender."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    async def close(self, conversation_id: str, disposition: str, *, by: str) -> None: ...
 
 
 class Hub:
@@ -78,12 +75,20 @@ class Hub:
         max_text_chars: int = 2000,
         intents: frozenset[str] = frozenset(),
         tracker: TrackerPurger | None = None,
+        gate: BotGate | None = None,
     ) -> None:
         self.conversations = conversations
+        # Every Rasa turn (greetings too) takes a slot here; None: no limit.
+        self.gate = gate or BotGate()
+        # New conversations whose greeting has not started: a message from the citizen
+        # first takes the conversation's place (its turn answers them instead).
+        self._greeting_wanted: set[str] = set()
         self.channels = ChannelRegistry()
         self._bot = bot
         self.tickets = tickets
-        self._answers = answers
+        self._handlers = CommandHandlers(
+            conversations, tickets, answers, max_text_chars=max_text_chars
+        )
         self._sealer = Sealer(secret_key, "message")
         self._max_text = max_text_chars
         self._intents = intents
@@ -91,23 +96,30 @@ class Hub:
         self.handoff: Handoff | None = None
         self._purge_after_turn: set[str] = set()
         self._enqueue_after_turn: set[str] = set()
-        self._misses: dict[str, int] = {}
         # Replies of the turn in progress, per conversation: stored together at its end.
         self._pending: dict[str, list[tuple[Message, Outbound]]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._commands: dict[str, Callable[[Conversation, dict[str, Any]], Any]] = {
-            "expect_sensitive": self._cmd_expect_sensitive,
-            "create_ticket": self._cmd_create_ticket,
-            "case_status": self._cmd_case_status,
-            "handoff": self._cmd_handoff,
-            "kb_answer": self._cmd_kb_answer,
-            "forget": self._cmd_forget,
-        }
 
     # ----------------------------------------------------------------- inbound
     def validate(self, inbound: Inbound) -> None:
-        """Reject what no channel may send; raises ``InvalidInput``."""
+        """Reject what no channel may send; raises ``InvalidInput``.
+
+        Whatever is stored must be storable in every database, from every channel: no
+        lone surrogates (JSON escapes and some transports carry them; UTF-8 cannot, so
+        SQLite's driver fails on them) and no NUL characters (PostgreSQL refuses them).
+        """
+        for code, what, value in (
+            ("bad_text", "message text", inbound.text),
+            ("bad_id", "message id", inbound.client_id),
+            ("bad_payload", "payload", inbound.payload or ""),
+        ):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(code, f"{what} contains invalid characters") from None
+            if "\x00" in value:
+                raise InvalidInput(code, f"{what} contains a NUL character")
         text = inbound.text.strip()
         if not text:
             raise InvalidInput("empty_text", "message text is empty")
@@ -129,6 +141,7 @@ class Hub:
         """Process a stored message in the background, in order per conversation."""
         if accepted.duplicate:
             return
+        self._greeting_wanted.discard(inbound.conversation_id)
         task = asyncio.create_task(self._process(inbound, accepted.message_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -142,36 +155,52 @@ class Hub:
     def greet(self, conversation_id: str) -> None:
         """Have the bot open a new conversation with its greeting (in the background).
 
-        Nothing is stored for the citizen; if the bot is away the greeting is skipped.
+        Nothing is stored for the citizen; if the bot is down the greeting is skipped. If
+        it is only busy the greeting waits (the citizen sees it typing) behind every
+        waiting turn, for as long as it takes, unless the citizen writes first: then the
+        answer to that message opens the conversation instead.
         """
+        self._greeting_wanted.add(conversation_id)
         task = asyncio.create_task(self._greet(conversation_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _greet(self, conversation_id: str) -> None:
-        async with self._lock(conversation_id):
-            conversation = await self.conversations.get(conversation_id)
-            if conversation is None:
+        conversation = await self.conversations.get(conversation_id)
+        channel = self.channels.get(conversation.channel) if conversation is not None else None
+        if conversation is None or conversation.state != ConversationState.BOT:
+            self._greeting_wanted.discard(conversation_id)
+            return
+        if channel is not None:
+            await channel.busy(conversation_id, True)  # on while it waits for the bot
+        async with self.gate.greeting():
+            if conversation_id not in self._greeting_wanted:
+                # The citizen wrote meanwhile: that turn answers and ends the typing.
+                log.info("greeting superseded", extra={"conversation_id": conversation_id})
                 return
-            channel = self.channels.get(conversation.channel)
-            if channel is not None:
-                await channel.busy(conversation_id, True)
-            try:
-                replies = await self._bot.converse(
-                    conversation.id,
-                    "/greet",
-                    channel=conversation.channel,
-                    lang=_lang_of(conversation),
-                )
-                for reply in replies:
-                    await self._handle_reply(conversation, reply)
-            except BotUnavailable:
-                log.info("no greeting: bot unavailable", extra={"conversation_id": conversation_id})
-            except Exception:
-                log.exception("greeting failed", extra={"conversation_id": conversation_id})
-            finally:
-                if channel is not None:
-                    await channel.busy(conversation_id, False)
+            self._greeting_wanted.discard(conversation_id)
+            async with self._lock(conversation_id):
+                try:
+                    conversation = await self.conversations.get(conversation_id)
+                    if conversation is None or conversation.state != ConversationState.BOT:
+                        return
+                    replies = await self._bot.converse(
+                        conversation.id,
+                        "/greet",
+                        channel=conversation.channel,
+                        lang=_lang_of(conversation),
+                    )
+                    for reply in replies:
+                        await self._handle_reply(conversation, reply)
+                except BotUnavailable:
+                    log.info(
+                        "no greeting: bot unavailable", extra={"conversation_id": conversation_id}
+                    )
+                except Exception:
+                    log.exception("greeting failed", extra={"conversation_id": conversation_id})
+                finally:
+                    if channel is not None:
+                        await channel.busy(conversation_id, False)
 
     async def recover(self) -> int:
         """Answer citizen messages a crash left stored but unanswered; returns how many.
@@ -306,16 +335,16 @@ class Hub:
             payload = inbound.payload if inbound.payload not in _RATINGS else None
             text = payload or inbound.text.lstrip("/") or inbound.text
             try:
-                replies = await self._bot.converse(
-                    conversation.id, text, channel=conversation.channel, lang=lang
-                )
+                # The typing indicator is on while the turn waits for a slot; the wait
+                # does not count against Rasa's timeout, which starts with the call.
+                async with self.gate.turn():
+                    replies = await self._bot.converse(
+                        conversation.id, text, channel=conversation.channel, lang=lang
+                    )
+            except BotOverloaded as exc:
+                await self._bot_away(conversation, lang, "bot_overloaded", exc)
             except BotUnavailable as exc:
-                log.warning(
-                    "bot unavailable", extra={"conversation_id": conversation.id, "error": str(exc)}
-                )
-                await self._set_state(conversation, ConversationState.QUEUED, "bot_unavailable")
-                await self._emit(conversation, AuthorKind.SYSTEM, say("bot_unavailable", lang))
-                self._enqueue_after_turn.add(conversation.id)
+                await self._bot_away(conversation, lang, "bot_unavailable", exc)
             else:
                 for reply in replies:
                     await self._handle_reply(conversation, reply)
@@ -326,6 +355,18 @@ class Hub:
                         "tracker purged",
                         extra={"conversation_id": conversation.id, "events": purged},
                     )
+
+    async def _bot_away(
+        self, conversation: Conversation, lang: Lang, reason: str, exc: Exception
+    ) -> None:
+        """The bot is down (``bot_unavailable``) or too busy (``bot_overloaded``): a person."""
+        log.warning(
+            "bot unavailable" if reason == "bot_unavailable" else "bot overloaded",
+            extra={"conversation_id": conversation.id, "error": str(exc)},
+        )
+        await self._set_state(conversation, ConversationState.QUEUED, reason)
+        await self._emit(conversation, AuthorKind.SYSTEM, say(reason, lang))
+        self._enqueue_after_turn.add(conversation.id)
 
     async def _flush(self, conversation: Conversation, message_id: int) -> None:
         """Store the turn's replies and mark the message handled in one commit, then deliver."""
@@ -343,14 +384,15 @@ class Hub:
 
     # ---------------------------------------------------------------- outbound
     async def _handle_reply(self, conversation: Conversation, reply: dict[str, Any]) -> None:
-        custom = reply.get("custom")
-        if isinstance(custom, dict) and isinstance(custom.get("hotline"), dict):
-            command = custom["hotline"]
-            handler = self._commands.get(str(command.get("cmd")))
-            if handler is None:
-                log.warning("unknown bot command", extra={"conversation_id": conversation.id})
-                return
-            await handler(conversation, command)
+        try:
+            command = commands.decode(reply.get("custom"))
+        except commands.BadCommand as exc:
+            log.warning(
+                "bad bot command", extra={"conversation_id": conversation.id, "error": str(exc)}
+            )
+            return
+        if command is not None:
+            await self._handlers.run(self, conversation, command)
             return
         text = reply.get("text")
         if not isinstance(text, str) or not text:
@@ -474,31 +516,63 @@ class Hub:
         buttons = tuple(Button(say(f"rate_{n}", lang), f"/rate_{n}") for n in (1, 2, 3))
         await self.post(conversation_id, AuthorKind.SYSTEM, say("rate_question", lang), buttons)
 
-    async def _rate(self, conversation: Conversation, rating: int) -> None:
+    async def rate(self, conversation_id: str, rating: int) -> None:
+        """Store the citizen's rating of a closed conversation (no reply: a channel that
+        asks for it itself, the phone's survey, thanks the citizen)."""
         async with self.conversations.sessions() as session:
-            row = await session.get(Conversation, conversation.id)
-            assert row is not None
+            row = await session.get(Conversation, conversation_id)
+            if row is None:
+                return
             row.rating = rating
             row.awaiting_rating = False
             await session.commit()
+        log.info("rated", extra={"conversation_id": conversation_id, "rating": rating})
+
+    async def _rate(self, conversation: Conversation, rating: int) -> None:
+        await self.rate(conversation.id, rating)
         conversation.awaiting_rating = False
-        log.info("rated", extra={"conversation_id": conversation.id, "rating": rating})
         await self._emit(
             conversation, AuthorKind.SYSTEM, say("rate_thanks", _lang_of(conversation))
+        )
+
+    async def request_person(self, conversation_id: str, reason: str) -> None:
+        """A channel hands the conversation to a person (a caller pressed 0, or the line
+        cannot go on with the bot): queued with ``reason`` and given to the ACD, as the
+        bot's handoff is. One already queued keeps its reason (the ACD takes it once);
+        one with a person, or closed, stays as it is."""
+        conversation = await self.conversations.get(conversation_id)
+        if conversation is None or conversation.state in _WITH_PERSON_OR_CLOSED:
+            return
+        if conversation.state != ConversationState.QUEUED.value:
+            self._handlers.reset_misses(conversation_id)
+            await self._set_state(conversation, ConversationState.QUEUED, reason)
+        if self.handoff is not None:
+            await self.handoff.enqueue(conversation_id)
+
+    async def leave_message(self, conversation_id: str, details: str) -> NewCase:
+        """File ``details`` as a message ticket of the conversation, for a channel that
+        takes the message itself (the phone's voicemail) and tells the citizen."""
+        conversation = await self.conversations.get(conversation_id)
+        if conversation is None:
+            raise InvalidInput("unknown_conversation", "no such conversation")
+        return await self._file_message(conversation, details)
+
+    async def _file_message(self, conversation: Conversation, details: str) -> NewCase:
+        """A citizen's message becomes a ticket for a callback, with what the bot collected."""
+        return await self.tickets.create(
+            kind=TicketKind.MESSAGE,
+            fields={"details": details, **self.open_fields(conversation)},
+            identity=None,
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            language=_lang_of(conversation),
+            actor="hub",
         )
 
     async def _register_message(self, conversation: Conversation, inbound: Inbound) -> None:
         """No agent came in time: the citizen's message becomes a ticket for a callback."""
         lang = _lang_of(conversation)
-        case = await self.tickets.create(
-            kind=TicketKind.MESSAGE,
-            fields={"details": inbound.text, **self.open_fields(conversation)},
-            identity=None,
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            language=lang,
-            actor="hub",
-        )
+        case = await self._file_message(conversation, inbound.text)
         await self._set_state(conversation, ConversationState.CLOSED, conversation.handoff_reason)
         text = say("message_registered", lang, code=case.case_code, pin=case.pin)
         masked = say(
@@ -507,28 +581,30 @@ class Hub:
         await self._emit(conversation, AuthorKind.SYSTEM, text, stored_text=masked)
 
     # ---------------------------------------------------------------- commands
-    async def _cmd_expect_sensitive(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
-        async with self.conversations.sessions() as session:
-            row = await session.get(Conversation, conversation.id)
-            assert row is not None
-            row.expect_sensitive = True
-            await session.commit()
+    # The ``Turn`` the command handlers (hotline/command_handlers.py) answer through.
+    async def emit(
+        self,
+        conversation: Conversation,
+        author: AuthorKind,
+        text: str,
+        buttons: tuple[Button, ...] = (),
+        *,
+        stored_text: str | None = None,
+    ) -> None:
+        await self._emit(conversation, author, text, buttons, stored_text=stored_text)
 
-    async def _cmd_forget(self, conversation: Conversation, _cmd: dict[str, Any]) -> None:
-        """The bot dropped an intake or lookup: purge what Rasa kept of it."""
-        self._purge_after_turn.add(conversation.id)
+    async def change_state(
+        self, conversation: Conversation, state: ConversationState, reason: str | None
+    ) -> None:
+        await self._set_state(conversation, state, reason)
 
-    async def _cmd_handoff(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        reason = str(cmd.get("reason") or "requested")
-        raw = cmd.get("fields")
-        fields = (
-            {str(k)[:64]: str(v)[:2000] for k, v in list(raw.items())[:40]}
-            if isinstance(raw, dict)
-            else {}
-        )
-        await self._handoff(
-            conversation, reason if reason in _HANDOFF_REASONS else "requested", fields
-        )
+    async def hand_off(
+        self, conversation: Conversation, reason: str, fields: dict[str, str] | None = None
+    ) -> None:
+        await self._handoff(conversation, reason, fields)
+
+    def purge_after_turn(self, conversation_id: str) -> None:
+        self._purge_after_turn.add(conversation_id)
 
     async def _handoff(
         self, conversation: Conversation, reason: str, fields: dict[str, str] | None = None
@@ -538,7 +614,7 @@ class Hub:
         Fields come from the tracker's slots, and from the command when the action that
         hands off has already cleared its slots (a form ending in a handoff).
         """
-        self._misses.pop(conversation.id, None)
+        self._handlers.reset_misses(conversation.id)
         context = await self._bot.context(conversation.id)
         collected = {**context.fields, **(fields or {})}
         async with self.conversations.sessions() as session:
@@ -560,101 +636,6 @@ class Hub:
             return {}
         data = json.loads(self._sealer.open(conversation.fields_sealed, conversation.id))
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    async def _cmd_create_ticket(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = _lang_of(conversation)
-        try:
-            kind = TicketKind(str(cmd.get("kind")))
-            fields = cmd.get("fields")
-            if not isinstance(fields, dict):
-                raise ValueError("fields must be an object")
-            raw_identity = cmd.get("identity")
-            identity = None
-            if isinstance(raw_identity, dict) and raw_identity.get("name"):
-                identity = Identity(
-                    str(raw_identity.get("name", ""))[:200],
-                    str(raw_identity.get("phone", ""))[:40],
-                    str(raw_identity.get("id_number", ""))[:40],
-                )
-            case = await self.tickets.create(
-                kind=kind,
-                fields=fields,
-                identity=identity,
-                conversation_id=conversation.id,
-                channel=conversation.channel,
-                language=lang,
-            )
-        except (ValueError, RuntimeError):
-            log.exception("ticket creation failed", extra={"conversation_id": conversation.id})
-            await self._set_state(conversation, ConversationState.QUEUED, "intake_failed")
-            await self._emit(conversation, AuthorKind.SYSTEM, say("ticket_failed", lang))
-            return
-        values = {
-            "kind": say(f"kind_{kind.value}", lang),
-            "code": case.case_code,
-            "reply_due": _date(case.reply_due, lang),
-            "result_due": _date(case.result_due, lang),
-        }
-        self._purge_after_turn.add(conversation.id)
-        text = say("ticket_created", lang, pin=case.pin, **values)
-        # The PIN is shown once and never stored in clear: the transcript keeps a mask.
-        masked = say("ticket_created", lang, pin=say("pin_placeholder", lang), **values)
-        await self._emit(conversation, AuthorKind.BOT, text, stored_text=masked)
-
-    async def _cmd_case_status(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = _lang_of(conversation)
-        code, pin = str(cmd.get("code", "")), str(cmd.get("pin", ""))
-        result = await self.tickets.lookup(code, pin, conversation.id)
-        self._purge_after_turn.add(conversation.id)  # the PIN sat in a slot
-        human = (Button(say("btn_human", lang), "/request_human"),)
-        if result.outcome is LookupOutcome.FOUND and result.ticket is not None:
-            ticket = result.ticket
-            text = say(
-                "status_found",
-                lang,
-                code=ticket.case_code,
-                kind=say(f"kind_{ticket.kind}", lang),
-                status=PUBLIC_STATUS[ticket.status][lang],
-                created=_date(ticket.created_at.astimezone(CHINA).date(), lang),
-                reply_due=_date(ticket.reply_due, lang),
-                result_due=_date(ticket.result_due, lang),
-            )
-            await self._emit(conversation, AuthorKind.BOT, text)
-        elif result.outcome is LookupOutcome.LOCKED and result.locked_until is not None:
-            until = result.locked_until.astimezone(CHINA).strftime("%H:%M")
-            await self._emit(
-                conversation, AuthorKind.BOT, say("status_locked", lang, until=until), human
-            )
-        else:
-            retry = Button(say("btn_status", lang), "/case_status")
-            await self._emit(
-                conversation,
-                AuthorKind.BOT,
-                say("status_no_match", lang, left=result.attempts_left),
-                (retry, *human),
-            )
-
-    async def _cmd_kb_answer(self, conversation: Conversation, cmd: dict[str, Any]) -> None:
-        lang = _lang_of(conversation)
-        answer = self._answers.answer(
-            query=str(cmd.get("query", ""))[: self._max_text],
-            lang=lang,
-            mode=str(cmd.get("mode", "consult")),
-            topic=str(cmd["topic"]) if cmd.get("topic") else None,
-        )
-        if not answer.missed:
-            self._misses.pop(conversation.id, None)
-        else:
-            self._misses[conversation.id] = self._misses.get(conversation.id, 0) + 1
-            if self._misses[conversation.id] >= MAX_MISSES:
-                await self._emit(conversation, AuthorKind.BOT, say("gave_up_handoff", lang))
-                await self._handoff(conversation, "bot_gave_up")
-                return
-        await self._emit(conversation, AuthorKind.BOT, answer.text, answer.buttons)
-
-
-def _date(day: dt.date, lang: Lang) -> str:
-    return f"{day.year}年{day.month}月{day.day}日" if lang == "zh" else day.isoformat()
 
 
 def _lang_of(conversation: Conversation) -> Lang:

@@ -98,6 +98,7 @@ class TicketService:
         channel: str,
         language: str,
         actor: str = "bot",
+        notify_reporter: bool = False,
     ) -> NewCase:
         pin = casecode.new_pin()
         pin_hash = await asyncio.to_thread(self._hasher.hash, pin)
@@ -116,6 +117,7 @@ class TicketService:
                     pin_hash=pin_hash,
                     fields=_clean_fields(fields),
                     identity_id=identity_id,
+                    notify_reporter=notify_reporter and identity is not None,
                     conversation_id=conversation_id,
                     channel=channel,
                     language=language,
@@ -160,16 +162,22 @@ class TicketService:
             if locked:
                 await session.commit()
                 return Lookup(LookupOutcome.LOCKED, locked_until=max(locked))
-            ticket = None
+            # Both paths do the same work until the PIN is right: the throttle rows above,
+            # one small query (the hash only, so a long ticket costs no more to find than
+            # a missing one), one argon2 verification (a dummy hash when there is no
+            # ticket) and the same failure writes below. See docs/benchmarks.md.
+            found = None
             if casecode.is_valid_code(code):
-                ticket = (
-                    await session.execute(select(Ticket).where(Ticket.case_code == code))
-                ).scalar_one_or_none()
-            # Verify against a dummy hash when there is no ticket, so timing is the same.
+                found = (
+                    await session.execute(
+                        select(Ticket.id, Ticket.pin_hash).where(Ticket.case_code == code)
+                    )
+                ).one_or_none()
             ok = await asyncio.to_thread(
-                self._verify, ticket.pin_hash if ticket else self._dummy_hash, pin
+                self._verify, found.pin_hash if found is not None else self._dummy_hash, pin
             )
-            if ticket is not None and ok:
+            ticket = await session.get(Ticket, found.id) if found is not None and ok else None
+            if ticket is not None:
                 for t in throttles:
                     t.failures, t.locked_until = 0, None
                 record(

@@ -13,7 +13,7 @@ step() { printf '\033[1m[setup %s]\033[0m %s\n' "$1" "$2"; }
 die() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-want_system=(postgresql chromium sip-tester debootstrap espeak-ng libespeak-ng1 sox)
+want_system=(postgresql chromium sip-tester debootstrap espeak-ng libespeak-ng1 sox kannel kannel-extras)
 missing=()
 for pkg in "${want_system[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

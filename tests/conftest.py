@@ -138,6 +138,7 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "HOTLINE_ACTIONS_URL": f"http://127.0.0.1:{free_port()}",
         "HOTLINE_HTTP_PORT": str(free_port()),
         "HOTLINE_WS_MESSAGES_PER_MINUTE": "600",
+        "HOTLINE_CHANNELS": "webchat",  # tests that need SMS enable it with their Kannel
     }
     return load_settings(env)
 

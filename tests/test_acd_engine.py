@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from hotline.acd.engine import (
+    MEDIA,
     AcceptRefused,
     AcdEngine,
     AcdError,
@@ -35,6 +36,10 @@ from hotline.acd.engine import (
     Transfer,
     utc_weekday_minute,
 )
+from hotline.acd.service import AcdService, _stored_media
+from hotline.channels import ChannelRegistry
+from hotline.messages import Outbound
+from hotline.ports import MEDIA_KINDS, Capabilities, Channel, MediaKind
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -416,14 +421,14 @@ def test_chat_capacity_and_derived_busy() -> None:
     ]
 
 
-def test_voice_is_exclusive() -> None:
+def test_realtime_is_exclusive() -> None:
     engine = make(agents=["a", "b"])
     ready(engine, "a", 0.0)
     ready(engine, "b", 1.0)
     engine.handle(ContactArrived("chat1", "q", 2.0))
     serve(engine, "chat1", "a", 2.5)
     # a has a chat: the call goes to b.
-    assert offers(engine.handle(ContactArrived("call1", "q", 3.0, channel="voice"))) == [
+    assert offers(engine.handle(ContactArrived("call1", "q", 3.0, media="realtime"))) == [
         ("call1", "b")
     ]
     assert serve(engine, "call1", "b", 3.5) == [
@@ -433,7 +438,7 @@ def test_voice_is_exclusive() -> None:
     # b is on a call: chats go to a only, a second call waits.
     assert offers(engine.handle(ContactArrived("chat2", "q", 4.0))) == [("chat2", "a")]
     serve(engine, "chat2", "a", 4.5)
-    assert engine.handle(ContactArrived("call2", "q", 5.0, channel="voice")) == []
+    assert engine.handle(ContactArrived("call2", "q", 5.0, media="realtime")) == []
     # A later chat is not held up behind the call nobody can take.
     assert offers(engine.handle(ContactArrived("chat3", "q", 6.0))) == [("chat3", "a")]
     assert offers(engine.handle(ContactEnded("call1", 7.0))) == [("call2", "b")]
@@ -444,12 +449,12 @@ def test_calls_go_only_to_agents_with_a_phone() -> None:
     engine.set_agent("a", phone=False)
     ready(engine, "a", 0.0)  # idle longest, but has no phone
     ready(engine, "b", 1.0)
-    assert offers(engine.handle(ContactArrived("call1", "q", 2.0, channel="voice"))) == [
+    assert offers(engine.handle(ContactArrived("call1", "q", 2.0, media="realtime"))) == [
         ("call1", "b")
     ]
     assert offers(engine.handle(ContactArrived("chat1", "q", 3.0))) == [("chat1", "a")]
     serve(engine, "call1", "b", 3.5)
-    assert engine.handle(ContactArrived("call2", "q", 4.0, channel="voice")) == []
+    assert engine.handle(ContactArrived("call2", "q", 4.0, media="realtime")) == []
     # A phone is issued: the waiting call goes to a once a is free of chats.
     engine.set_agent("a", phone=True)
     serve(engine, "chat1", "a", 4.5)
@@ -465,6 +470,163 @@ def test_outstanding_offer_counts_against_capacity() -> None:
     assert engine.handle(ContactArrived("c3", "q", 3.0)) == []  # one offer at a time
     serve(engine, "c2", "a", 4.0)
     assert engine.position("c3") == 1  # a is full now
+
+
+# ------------------------------------------------------------------------ deferred work
+def deferred(contact_id: str, now: float, queue: str = "q") -> ContactArrived:
+    return ContactArrived(contact_id, queue, now, media="deferred")
+
+
+def test_the_media_kinds_are_the_channel_seams() -> None:
+    assert set(MEDIA) == set(MEDIA_KINDS)
+
+
+def test_an_unknown_media_kind_is_an_error() -> None:
+    engine = make(agents=["a"])
+    with pytest.raises(AcdError):
+        engine.handle(ContactArrived("c1", "q", 1.0, media="voice"))  # type: ignore[arg-type]
+    with pytest.raises(AcdError):
+        engine.restore_contact("c1", "q", 0, "sms", 1.0, 1.0, ["q"])  # type: ignore[arg-type]
+    with pytest.raises(AcdError):
+        engine.set_agent("a", deferred_capacity=-1)
+
+
+def test_several_deferred_contacts_up_to_the_deferred_capacity() -> None:
+    engine = make(agents=["a"], capacity=1)
+    engine.set_agent("a", capacity=1, deferred_capacity=3)
+    ready(engine, "a", 0.0)
+    for i in range(3):
+        assert engine.handle(deferred(f"d{i}", 1.0 + i)) == [Offer(f"d{i}", "a", "q", 21.0 + i)]
+        # Deferred work does not make the agent busy.
+        assert serve(engine, f"d{i}", "a", 1.5 + i) == [Assigned(f"d{i}", "a", "q")]
+    assert engine.handle(deferred("d3", 5.0)) == []  # the deferred capacity is full
+    assert engine.position("d3") == 1
+    view = engine.agent_view("a")
+    assert (view.state, view.contacts, view.deferred_capacity) == (
+        "ready",
+        ("d0", "d1", "d2"),
+        3,
+    )
+    # Not counted against the chat capacity (1): a chat still comes.
+    assert offers(engine.handle(ContactArrived("c1", "q", 6.0))) == [("c1", "a")]
+    assert serve(engine, "c1", "a", 6.5) == [
+        Assigned("c1", "a", "q"),
+        AgentStateChanged("a", "busy", "capacity"),
+    ]
+    # Full on chats, yet deferred work comes when there is deferred room again.
+    assert engine.handle(ContactEnded("d0", 7.0)) == [
+        Released("d0", "a"),
+        Offer("d3", "a", "q", 27.0),
+    ]
+    serve(engine, "d3", "a", 7.5)
+    assert engine.handle(ContactArrived("c2", "q", 8.0)) == []  # chats: still full
+
+
+def test_a_call_is_offered_to_an_agent_holding_deferred_work() -> None:
+    engine = make(agents=["a"], capacity=1)
+    ready(engine, "a", 0.0)
+    for i in range(2):
+        engine.handle(deferred(f"d{i}", 1.0 + i))
+        serve(engine, f"d{i}", "a", 1.5 + i)
+    assert offers(engine.handle(ContactArrived("call1", "q", 5.0, media="realtime"))) == [
+        ("call1", "a")
+    ]
+    assert serve(engine, "call1", "a", 5.5) == [
+        Assigned("call1", "a", "q"),
+        AgentStateChanged("a", "busy", "capacity"),
+    ]
+    assert engine.agent_view("a").contacts == ("d0", "d1", "call1")
+
+
+def test_no_deferred_work_during_a_call() -> None:
+    engine = make(agents=["a", "b"])
+    ready(engine, "a", 0.0)
+    ready(engine, "b", 1.0)
+    engine.handle(ContactArrived("call1", "q", 2.0, media="realtime"))
+    serve(engine, "call1", "a", 2.5)
+    # a is in a call: deferred work goes to b, and waits while b has no room for it.
+    engine.set_agent("b", deferred_capacity=1)
+    assert offers(engine.handle(deferred("d1", 3.0))) == [("d1", "b")]
+    serve(engine, "d1", "b", 3.5)
+    assert engine.handle(deferred("d2", 4.0)) == []
+    assert engine.handle(ContactArrived("c1", "q", 5.0)) == [Offer("c1", "b", "q", 25.0)]
+    serve(engine, "c1", "b", 5.5)
+    # The call ends: a takes the waiting deferred work.
+    assert engine.handle(ContactEnded("call1", 6.0)) == [
+        Released("call1", "a"),
+        AgentStateChanged("a", "ready", None),
+        Offer("d2", "a", "q", 26.0),
+    ]
+
+
+def test_an_offered_call_holds_back_deferred_work_and_chats() -> None:
+    engine = make(agents=["a"])
+    ready(engine, "a", 0.0)
+    assert offers(engine.handle(ContactArrived("call1", "q", 1.0, media="realtime"))) == [
+        ("call1", "a")
+    ]
+    assert engine.handle(deferred("d1", 2.0)) == []  # one offer at a time
+    serve(engine, "call1", "a", 3.0)
+    assert engine.handle(Tick(4.0)) == []  # in the call: nothing else
+    assert offers(engine.handle(ContactEnded("call1", 5.0))) == [("d1", "a")]
+
+
+def test_deferred_only_agent_takes_no_live_work() -> None:
+    engine = make(agents=["a"], capacity=0)
+    ready(engine, "a", 0.0)  # capacity 0: reported busy, as before
+    assert engine.handle(ContactArrived("c1", "q", 1.0)) == []
+    assert engine.handle(ContactArrived("call1", "q", 2.0, media="realtime")) == []
+    # Service order across media kinds: d1 is later than c1 and call1, but only d1 fits.
+    assert offers(engine.handle(deferred("d1", 3.0))) == [("d1", "a")]
+
+
+def test_deferred_work_waits_in_service_order_with_live_work() -> None:
+    engine = make(agents=["a"])
+    engine.handle(deferred("d1", 1.0))
+    engine.handle(ContactArrived("c1", "q", 2.0))
+    engine.handle(deferred("d2", 3.0))
+    assert offers(ready(engine, "a", 4.0)) == [("d1", "a")]  # the earliest first
+    assert offers(serve(engine, "d1", "a", 5.0)) == [("c1", "a")]
+    assert offers(serve(engine, "c1", "a", 6.0)) == [("d2", "a")]
+
+
+def test_deferred_position_and_eta_use_the_deferred_capacity() -> None:
+    engine = make(agents=["a", "b"], capacity=3)
+    for agent_id in ("a", "b"):
+        engine.set_agent(agent_id, capacity=3, deferred_capacity=1)
+        engine.handle(AgentStatus(agent_id, "break", 0.0))
+    for i in range(3):
+        engine.handle(ContactArrived(f"c{i}", "q", 1.0 + 2 * i))
+        engine.handle(deferred(f"d{i}", 2.0 + 2 * i))
+    assert engine.waiting("q") == ["c0", "d0", "c1", "d1", "c2", "d2"]
+    # Live and deferred work are counted apart; 6 chats or 2 deferred at a time.
+    assert [engine.position(f"c{i}") for i in range(3)] == [1, 2, 3]
+    assert [engine.position(f"d{i}") for i in range(3)] == [1, 2, 3]
+    assert [engine.eta(f"c{i}") for i in range(3)] == [120.0, 120.0, 120.0]
+    assert [engine.eta(f"d{i}") for i in range(3)] == [120.0, 120.0, 240.0]
+    # Deferred work keeps its own handle time.
+    engine.handle(AgentStatus("a", "ready", 10.0))
+    assert offers(engine.handle(Tick(10.0))) == []  # the offer came with "ready"
+    serve(engine, "c0", "a", 11.0)
+    engine.handle(ContactEnded("c0", 71.0))  # 60 s
+    assert engine.agent_view("a").offer == "d0"
+    serve(engine, "d0", "a", 72.0)
+    engine.handle(ContactEnded("d0", 672.0))  # 600 s
+    assert engine.handle_time("q") == pytest.approx(120 + 0.2 * (60 - 120))
+    assert engine.handle_time("q", "deferred") == pytest.approx(120 + 0.2 * (600 - 120))
+
+
+def test_restored_agent_keeps_its_deferred_capacity() -> None:
+    engine = make(agents=["a"])
+    engine.set_agent("a", capacity=2, deferred_capacity=4)
+    engine.restore_agent("a", 2, "ready", None, since=5.0)
+    assert engine.agent_view("a").deferred_capacity == 4
+    engine.restore_contact("d1", "q", 0, "deferred", 1.0, 1.0, ["q"], agent_id="a")
+    engine.restore_contact("c1", "q", 0, "chat", 1.0, 1.0, ["q"], agent_id="a")
+    engine.restore_contact("c2", "q", 0, "chat", 2.0, 2.0, ["q"], agent_id="a")
+    view = engine.agent_view("a")
+    assert (view.state, view.reason) == ("busy", "capacity")  # 2 chats of 2
+    assert offers(engine.handle(deferred("d2", 6.0))) == [("d2", "a")]
 
 
 # -------------------------------------------------------------------- offers and agents
@@ -866,3 +1028,43 @@ def test_member_order_can_be_set_explicitly() -> None:
     assert offers(engine.handle(ContactArrived("c1", "q", 10.0))) == [("c1", "a3")]
     assert offers(engine.handle(ContactArrived("c2", "q", 11.0))) == [("c2", "a1")]
     assert offers(engine.handle(ContactArrived("c3", "q", 12.0))) == [("c3", "a2")]
+
+
+# ------------------------------------------------- the service: media kinds by channel
+def _channel(channel_name: str, media: MediaKind) -> Channel:
+    class Fake(Channel):
+        name = channel_name
+        capabilities = Capabilities(media=media, buttons=False)
+
+        async def deliver(self, message: Outbound) -> None: ...
+
+    return Fake()
+
+
+class _Hub:
+    """The one thing ``AcdService.media`` asks of the hub: its channel registry."""
+
+    def __init__(self, *channels: tuple[str, MediaKind]) -> None:
+        self.channels = ChannelRegistry()
+        for channel_name, media in channels:
+            self.channels.register(_channel(channel_name, media))
+
+
+def test_service_takes_the_media_kind_from_the_channel_registry() -> None:
+    hub = _Hub(("phone", "realtime"), ("web", "chat"), ("text", "deferred"))
+    service = AcdService(None, hub)  # type: ignore[arg-type]
+    assert [service.media(n) for n in ("phone", "web", "text", "gone")] == [
+        "realtime",
+        "chat",
+        "deferred",
+        "chat",  # not registered: chat
+    ]
+
+
+def test_stored_rows_from_before_media_kinds_are_read() -> None:
+    assert [_stored_media(v) for v in ("chat", "realtime", "deferred", "voice")] == [
+        "chat",
+        "realtime",
+        "deferred",
+        "realtime",
+    ]

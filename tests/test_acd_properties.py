@@ -2,8 +2,10 @@
 
 The machine mirrors the engine's state *only from the decisions it returns* (as the service
 does) and checks that mirror against the engine's views: nothing is lost, nothing is assigned
-twice, no agent exceeds capacity, reported agent states match, waiting lists keep service
-order, and no offer skips an earlier contact the same agent could have taken.
+twice, no agent holds more chats than its chat capacity or more deferred work than its
+deferred capacity, a realtime contact (a call) is never held alongside a chat or another
+call and no offer comes during one, reported agent states match, waiting lists keep
+service order, and no offer skips an earlier contact the same agent could have taken.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from hotline.acd.engine import (
     Decision,
     Event,
     Fallback,
+    Media,
     Membership,
     Offer,
     OfferAccepted,
@@ -61,8 +64,11 @@ DAY = 240.0  # a fake day of four minutes, so schedules switch often
 QUEUES = ["q1", "q2", "q3", "q4"]
 OVERFLOW = {"q1": ("q2", 30.0), "q2": ("q3", 20.0), "q3": ("q1", 25.0)}  # q3 -> q1: a cycle
 TIMEOUT = {"q1": 10.0, "q2": 8.0, "q3": 12.0, "q4": 10.0}
-CAPACITY = {"a1": 1, "a2": 2, "a3": 3, "a4": 3, "a5": 2}
+CAPACITY = {"a1": 1, "a2": 2, "a3": 3, "a4": 3, "a5": 2}  # chats at once
+DEFERRED_CAPACITY = {"a1": 2, "a2": 1, "a3": 3, "a4": 0, "a5": 2}
+PHONE = {"a1": True, "a2": True, "a3": True, "a4": True, "a5": False}
 AGENTS = sorted(CAPACITY)
+MEDIA: list[Media] = ["chat", "chat", "realtime", "deferred"]
 DAYTIME = (ScheduleWindow(frozenset(range(5)), 0, 720),)  # weekdays, first half of the day
 NIGHT = (ScheduleWindow(frozenset(range(7)), 1200, 240),)  # wraps past midnight
 MEMBERS: dict[str, list[tuple[str, int, tuple[ScheduleWindow, ...]]]] = {
@@ -89,7 +95,7 @@ class Mirror:
 
     queue: str
     priority: int
-    channel: str
+    media: str
     arrived_at: float
     state: str = "waiting"
     agent: str | None = None
@@ -134,7 +140,12 @@ class AcdMachine(RuleBasedStateMachine):
             )
             self.engine.set_queue(self.configs[qid])
         for agent_id in AGENTS:
-            self.engine.set_agent(agent_id, CAPACITY[agent_id])
+            self.engine.set_agent(
+                agent_id,
+                CAPACITY[agent_id],
+                phone=PHONE[agent_id],
+                deferred_capacity=DEFERRED_CAPACITY[agent_id],
+            )
             self.engine.set_memberships(
                 agent_id,
                 [
@@ -158,7 +169,7 @@ class AcdMachine(RuleBasedStateMachine):
             self.contacts[event.contact_id] = Mirror(
                 event.queue_id,
                 event.priority,
-                event.channel,
+                event.media,
                 event.now,
                 visited=[event.queue_id],
             )
@@ -174,7 +185,7 @@ class AcdMachine(RuleBasedStateMachine):
         dt=st.integers(0, 10),
         queue=st.sampled_from(QUEUES),
         priority=st.integers(0, 2),
-        voice=st.booleans(),
+        media=st.sampled_from(MEDIA),
         last=st.sampled_from([None, None, *AGENTS]),
         to_agent=st.sampled_from([None] * 8 + AGENTS),
         bad=st.integers(0, 19),
@@ -184,7 +195,7 @@ class AcdMachine(RuleBasedStateMachine):
         dt: int,
         queue: str,
         priority: int,
-        voice: bool,
+        media: Media,
         last: str | None,
         to_agent: str | None,
         bad: int,
@@ -196,7 +207,7 @@ class AcdMachine(RuleBasedStateMachine):
                 queue,
                 self.advance(dt),
                 priority=priority,
-                channel="voice" if voice else "chat",
+                media=media,
                 key="bad" if bad == 0 else f"k{self.serial}",
                 last_agent_id=last,
                 target_agent_id=to_agent,
@@ -373,7 +384,7 @@ class AcdMachine(RuleBasedStateMachine):
                 continue
             if offered.last_agent_id == d.agent_id:
                 continue  # sticky: may have been held for this agent
-            idle = not self.engine.agent_view(d.agent_id).contacts
+            held = [self.contacts[c].media for c in self.engine.agent_view(d.agent_id).contacts]
             for cid in self.engine.waiting(d.queue_id):
                 view = self.engine.contact_view(cid)
                 assert view is not None
@@ -383,8 +394,19 @@ class AcdMachine(RuleBasedStateMachine):
                     continue
                 if any(a == d.agent_id and until > self.now for a, until in view.declined):
                     continue  # the agent declined it a moment ago
-                if view.channel == offered.channel or (view.channel == "chat" or idle):
+                if self.could_take(d.agent_id, held, view.media):
                     raise AssertionError(f"{d} skipped {cid} ({view})")
+
+    @staticmethod
+    def could_take(agent_id: str, held: list[str], media: str) -> bool:
+        """Whether a free agent holding ``held`` (media kinds) may be offered ``media``."""
+        if "realtime" in held:
+            return False
+        if media == "chat":
+            return held.count("chat") < CAPACITY[agent_id]
+        if media == "realtime":
+            return PHONE[agent_id] and "chat" not in held and CAPACITY[agent_id] > 0
+        return held.count("deferred") < DEFERRED_CAPACITY[agent_id]
 
     # ------------------------------------------------------------------- invariants
     @invariant()
@@ -417,10 +439,15 @@ class AcdMachine(RuleBasedStateMachine):
                     "offered",
                     agent_id,
                 )
-            channels = [self.contacts[c].channel for c in held]
-            assert len(held) <= CAPACITY[agent_id], "over capacity"
-            if "voice" in channels:
-                assert len(held) == 1, "voice is exclusive"
+            kinds = [self.contacts[c].media for c in held]
+            assert kinds.count("chat") <= CAPACITY[agent_id], "over the chat capacity"
+            assert kinds.count("deferred") <= DEFERRED_CAPACITY[agent_id], "over deferred"
+            if "realtime" in kinds:
+                assert PHONE[agent_id], "a call without a phone"
+                assert kinds.count("realtime") == 1, "two calls at once"
+                assert "chat" not in kinds, "a call alongside a chat"
+            if any(self.contacts[c].media == "realtime" for c in view.contacts):
+                assert view.offer is None, "offered something during a call"
             if view.presence == "offline":
                 assert not held
         busy = {c for c, m in self.contacts.items() if m.state != "waiting"}
@@ -434,8 +461,11 @@ class AcdMachine(RuleBasedStateMachine):
             total += len(waiting)
             keys = [key(self.contacts[c].priority, self.contacts[c].arrived_at) for c in waiting]
             assert keys == sorted(keys)
-            for i, cid in enumerate(waiting, start=1):
-                assert self.engine.position(cid) == i
+            places = {"live": 0, "deferred": 0}  # counted apart
+            for cid in waiting:
+                lane = "deferred" if self.contacts[cid].media == "deferred" else "live"
+                places[lane] += 1
+                assert self.engine.position(cid) == places[lane]
                 assert self.contacts[cid].queue == qid
             overflowed = [c for c in waiting if c in set(self.overflowed_into[qid])]
             assert overflowed == sorted(

@@ -75,3 +75,26 @@ def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
     config.write_text("[hotline]\nhttp_prot = 1\n")
     with pytest.raises(ConfigError, match="http_prot"):
         load_settings({"HOTLINE_VAR_DIR": str(tmp_path), "HOTLINE_CONFIG": str(config)})
+
+
+def test_channel_sections_from_toml_tables_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "hotline.toml"
+    config.write_text(
+        '[hotline]\nchannels = ["webchat"]\n\n[webchat]\nhello_timeout = 12\n\n'
+        "[telegram]\ntoken = 1\n"
+    )
+    env = {
+        "HOTLINE_VAR_DIR": str(tmp_path),
+        "HOTLINE_CONFIG": str(config),
+        "HOTLINE_WEBCHAT_HELLO_TIMEOUT": "7",
+        "HOTLINE_SMS_USER": "ignored: sms is not enabled",
+    }
+    settings = load_settings(env)
+    assert settings.channels == ("webchat",)
+    # The environment wins over the file; sections of channels that are off are dropped.
+    assert settings.channel_sections == {"webchat": {"hello_timeout": "7"}}
+
+
+def test_channel_names_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="HOTLINE_CHANNELS"):
+        load_settings({"HOTLINE_VAR_DIR": str(tmp_path), "HOTLINE_CHANNELS": "webchat,../etc"})

@@ -140,16 +140,20 @@ async def test_named_report_with_correction_and_question(
     await client.say("李四")
     wrong = await client.say("138001")
     assert "电话号码格式不对" in texts(wrong)
-    await client.say("13800138000")
+    ask_notify = texts(await client.say("13800138000"))
+    assert "短信提醒" in ask_notify and "不含举报内容" in ask_notify
+    assert "请回答" in texts(await client.say("随便"))
+    await client.say("需要", payload="/affirm")
     summary = texts(await client.say("跳过", payload="/skip"))
     assert "单位：县交通局" in summary and "王大明" in summary
+    assert "短信提醒：需要" in summary
     assert "李*" in summary and "138****8000" in summary and "13800138000" not in summary
     done = texts(await client.say("确认"))
     code, pin = CASE.search(done).group(1), PIN.search(done).group(1)  # type: ignore[union-attr]
     assert "7个工作日" in done and "3个月" in done
 
     [ticket] = await db_rows(settings, Ticket, case_code=code)
-    assert ticket.kind == "report" and ticket.status == "received"
+    assert ticket.kind == "report" and ticket.status == "received" and ticket.notify_reporter
     assert ticket.fields["unit"] == "县交通局" and ticket.fields["person"] == "王大明"
     assert "李四" not in str(ticket.fields) and "13800138000" not in str(ticket.fields)
     [identity] = await db_rows(settings, ReporterIdentity, id=ticket.identity_id)

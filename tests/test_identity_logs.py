@@ -40,6 +40,7 @@ async def test_canary_identity_never_logged(
     await client.say("实名", payload="/affirm")
     await client.say(CANARY_NAME)
     await client.say(CANARY_PHONE)
+    await client.say("不需要", payload="/deny")  # no SMS notices
     await client.say(CANARY_ID)
     done = texts(await client.say("确认"))
     assert "案件编号" in done

@@ -55,9 +55,10 @@ def test_validation(slot: str, text: str, value: str | None, error: str | None) 
 
 def test_plan_asks_identity_only_when_named() -> None:
     assert "reporter_name" not in intake.plan("report", {"anonymous": "anonymous"})
-    assert intake.plan("report", {"anonymous": "named"})[-4:] == [
+    assert intake.plan("report", {"anonymous": "named"})[-5:] == [
         "reporter_name",
         "reporter_phone",
+        "notify_sms",
         "reporter_id",
         "confirm",
     ]
@@ -99,3 +100,26 @@ def test_question_mid_form_does_not_fill_the_slot() -> None:
 )
 def test_code_and_pin_extraction(text: str, code: str | None, pin: str | None) -> None:
     assert intake.split_code_pin(text) == (code, pin)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("需要", "yes"),
+        ("要", "yes"),
+        ("好的", "yes"),
+        ("yes please", "yes"),
+        ("不需要", "no"),
+        ("不要", "no"),
+        ("不用了", "no"),
+        ("no", "no"),
+        ("跳过", "no"),
+        ("no thanks", "no"),
+    ],
+)
+def test_notify_answers(text: str, value: str) -> None:
+    assert intake.validate(intake.NOTIFY, text, "zh") == (value, None)
+
+
+def test_notify_needs_a_yes_or_no() -> None:
+    assert intake.validate(intake.NOTIFY, "随便", "zh") == (None, "err_notify")

@@ -48,8 +48,8 @@ def test_model_key_changes_with_nlu_content(tmp_path: Path) -> None:
 
 
 def test_text_fallback_numbers_buttons() -> None:
-    from hotline.channels import OutputChannel
     from hotline.messages import Button, Outbound
+    from hotline.ports import Channel as OutputChannel
     from hotline.store.models import AuthorKind
 
     message = Outbound(

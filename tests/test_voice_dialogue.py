@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hotline.config import PROJECT_ROOT
+from voice_ivr.calls import Heard
 from voice_ivr.dialogue import HUMAN, Answer, Reply, _spoken, _understand, training_phrases
-from voice_ivr.ivr import Heard
 
 BUTTONS = (("Don't know", "/skip"), ("Talk to a person", "/request_human"))
 
@@ -49,3 +49,29 @@ def test_the_grammar_is_the_bots_english_training_phrases() -> None:
     assert "how do i file a complaint" in phrases and "talk to a human" in phrases
     assert all(p.isascii() and p == p.lower() and "[" not in p for p in phrases)
     assert len(phrases) == len(set(phrases)) > 300
+
+
+def test_case_status_reply_is_read_line_by_line_with_dates_and_digits() -> None:
+    """The IVR speaks the hub's own status reply (``replies.case_status``), made fit to hear."""
+    import datetime as dt
+
+    from hotline.replies import case_status
+    from hotline.store.models import Ticket
+    from hotline.tickets import Lookup, LookupOutcome
+    from voice_ivr.prompts import spoken_lines
+
+    ticket = Ticket(
+        case_code="202611260001",
+        kind="report",
+        status="received",
+        created_at=dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC),
+        reply_due=dt.date(2026, 12, 7),
+        result_due=dt.date(2027, 2, 26),
+    )
+    said = case_status(Lookup(LookupOutcome.FOUND, ticket=ticket), "en")
+    text = spoken_lines(said.text, "en")
+    assert "Case 2 0 2 6, 1 1 2 6, 0 0 0 1 (" in text
+    assert "December 07, 2026" in text and "2026-12-07" not in text
+    assert text.count(".") >= 5 and "\n" not in text
+    zh = spoken_lines(case_status(Lookup(LookupOutcome.FOUND, ticket=ticket), "zh").text, "zh")
+    assert "2026年12月7日" in zh and zh.endswith("。")

@@ -149,6 +149,45 @@ async def test_message_before_hello_is_refused(server: TestServer) -> None:
             assert error["code"] == "hello_required"
 
 
+async def test_a_socket_that_never_says_hello_is_closed(no_rasa: Settings) -> None:
+    settings = replace(no_rasa, channel_sections={"webchat": {"hello_timeout": "0.5"}})
+    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(server.make_url("/ws/chat")) as idle:
+                error = await idle.receive_json(timeout=5)
+                assert error["code"] == "hello_timeout"
+                closed = await idle.receive(timeout=5)
+                assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1008
+            # One that said hello in time stays, however long it is quiet.
+            chat = ChatClient(str(server.make_url("/")))
+            await chat.connect()
+            assert chat.ws is not None
+            with pytest.raises(asyncio.TimeoutError):
+                await chat.ws.receive(timeout=1.0)
+            assert not chat.ws.closed
+            await chat.close()
+    finally:
+        await server.close()
+
+
+async def test_channels_are_reported_in_healthz_and_checked_at_start(
+    server: TestServer, no_rasa: Settings
+) -> None:
+    from hotline.config import ConfigError
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/healthz")) as resp:
+            body = await resp.json()
+    assert body["components"]["channel:webchat"] == {"status": "ok", "detail": "ok"}
+    bad = replace(no_rasa, channel_sections={"webchat": {"hello_timeout": "forever"}})
+    with pytest.raises(ConfigError, match="HOTLINE_WEBCHAT_HELLO_TIMEOUT"):
+        create_app(bad)
+    with pytest.raises(ConfigError, match="no channel 'pigeon'"):
+        create_app(replace(no_rasa, channels=("webchat", "pigeon")))
+
+
 async def test_binary_frame_is_refused(client: ChatClient) -> None:
     assert client.ws is not None
     await client.ws.send_bytes(b"\x00\x01")

@@ -63,7 +63,9 @@ async def hub(asterisk: Settings, db_url: str) -> AsyncIterator[TestServer]:
     await server.close()
 
 
-Step = tuple[int, "str | Path"]  # after a pause (ms): a key, or a pcap of speech to play
+# After a pause (ms): a key, a pcap of speech to play, or "" (only the pause: e.g. the
+# caller listening a while before hanging up).
+Step = tuple[int, "str | Path"]
 
 _AUDIO = """  <pause milliseconds="PAUSE"/>
   <nop><action><exec play_pcap_audio="PCAP"/></action></nop>
@@ -76,6 +78,8 @@ def scenario(caller: str, keys: list[Step], password: str, hangs_up: bool) -> Pa
     blocks = [
         _AUDIO.replace("PAUSE", str(pause)).replace("PCAP", str(key))
         if isinstance(key, Path)
+        else f'  <pause milliseconds="{pause}"/>\n'
+        if key == ""
         else key_block.replace("PAUSE", str(pause)).replace("KEY", key).replace("SEQ", str(3 + i))
         for i, (pause, key) in enumerate(keys)
     ]

@@ -15,17 +15,15 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hotline.store.models import Conversation, ConversationState, User
+from hotline.store.models import ConversationState
 from voice_ivr import phones, voicemail
 from voice_ivr.ari import AriError
+from voice_ivr.calls import Call, Calls
 from voice_ivr.errors import Hangup, NeedsAgent
 from voice_ivr.prompts import prompt
-
-if TYPE_CHECKING:
-    from voice_ivr.ivr import Call, Ivr
-    from voice_ivr.recorder import Recorder
+from voice_ivr.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -53,34 +51,34 @@ class _Talk:
     moh: bool = False
     last_announced: float = float("-inf")
     position: int | None = None
-    closed: bool = False
 
 
 async def connect(
-    ivr: Ivr, call: Call, *, reason: str, intent: str | None, conversation_id: str | None = None
+    ivr: Calls, call: Call, *, reason: str, intent: str | None, conversation_id: str | None = None
 ) -> None:
     """Queue the caller for a person; returns when the call is over or handled.
 
     ``conversation_id``: the caller's conversation with the bot, which handed it off and
-    said so (the hub queues it too; queueing twice is harmless). Else a new one is opened.
+    said so (the hub has queued it already). Else a new one is opened, and handed off
+    through the ``Inbox`` once the caller heard they are being connected. A caller who
+    hangs up before a person answers has abandoned the call; their conversation is
+    closed when the call ends (``Ivr._end_conversation``).
     """
+    call.handed_off = True
     if ivr.desk is None:
         await voicemail.take_message(ivr, call, why="nobody_free")
         return
     if conversation_id is not None:  # the bot's reason: asked for, gave up, unavailable
-        async with ivr.sessions() as session:
-            row = await session.get(Conversation, conversation_id)
-            reason = (row.handoff_reason if row is not None else None) or reason
+        handling = await ivr.inbox.state(conversation_id)
+        reason = (handling.reason if handling is not None else None) or reason
     await ivr.step(call, "handoff", reason)
     if conversation_id is None:
-        conversation_id = await open_conversation(
-            ivr, call, ConversationState.QUEUED, intent, reason
-        )
+        conversation_id = await ivr.open_conversation(call, intent)
         with contextlib.suppress(NeedsAgent):  # already on the way to a person
             await ivr.say(call, prompt("connecting", call.lang), interruptible=False)
     talk = _Talk(conversation_id)
     call.state = "queued"
-    await ivr.desk.enqueue(talk.conversation_id)
+    await ivr.inbox.hand_off(talk.conversation_id, reason)  # after the bot: queued already
     outcome = "ended"
     try:
         await _hold(ivr, call, talk, True)
@@ -95,28 +93,7 @@ async def connect(
         await voicemail.take_message(ivr, call, why="nobody_free")
 
 
-async def open_conversation(
-    ivr: Ivr, call: Call, state: ConversationState, intent: str | None, reason: str | None = None
-) -> str:
-    """The call's ``voice`` conversation, linked from its CDR and known to the IVR."""
-    async with ivr.sessions() as session:
-        conversation = Conversation(
-            contact_id=call.contact_id,
-            channel="voice",
-            language=call.lang,
-            state=state.value,
-            handoff_reason=reason,
-            intent=intent,
-        )
-        session.add(conversation)
-        await session.commit()
-    call.conversation_id = conversation.id
-    ivr.conversation_opened(call)
-    await ivr.update(call, conversation_id=conversation.id)
-    return conversation.id
-
-
-async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
+async def _wait_and_talk(ivr: Calls, call: Call, talk: _Talk) -> str:
     """The event loop of a queued or connected caller; returns what comes next."""
     desk = ivr.desk
     assert desk is not None
@@ -157,7 +134,6 @@ async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
         elif kind == "hl_state":
             state = event.get("state")
             if state == ConversationState.CLOSED.value:
-                talk.closed = True
                 if talk.answered:
                     await _drop_leg(ivr, talk)
                     await _end_talk(ivr, talk)
@@ -170,13 +146,12 @@ async def _wait_and_talk(ivr: Ivr, call: Call, talk: _Talk) -> str:
                 await _end_talk(ivr, talk)
                 await _hold(ivr, call, talk, True)
             elif state == ConversationState.LEAVE_MESSAGE.value:
-                talk.closed = True  # the ACD let the contact go
-                return "message"
+                return "message"  # the ACD let the contact go
         elif kind == "hl_position":
             await _announce(ivr, call, talk, int(event["position"]))
 
 
-async def _ring(ivr: Ivr, call: Call, talk: _Talk, agent_id: str, expires_at: float) -> None:
+async def _ring(ivr: Calls, call: Call, talk: _Talk, agent_id: str, expires_at: float) -> None:
     desk = ivr.desk
     assert desk is not None
     if talk.leg is not None:  # a new offer replaces an unanswered one
@@ -204,7 +179,7 @@ async def _ring(ivr: Ivr, call: Call, talk: _Talk, agent_id: str, expires_at: fl
         await desk.reject(talk.conversation_id, agent_id)
 
 
-async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
+async def _answered(ivr: Calls, call: Call, talk: _Talk) -> None:
     """The agent picked up: that is the accept. Bridge the two and record the bridge."""
     desk = ivr.desk
     assert desk is not None and talk.leg is not None and talk.agent_id is not None
@@ -213,6 +188,7 @@ async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
         await _drop_leg(ivr, talk)
         return
     talk.answered = True
+    call.handed_off = False
     call.state = "talking"
     await _hold(ivr, call, talk, False)
     talk.bridge = uuid.uuid4().hex
@@ -242,20 +218,17 @@ async def _answered(ivr: Ivr, call: Call, talk: _Talk) -> None:
 
 
 async def _hang_up_talk(
-    ivr: Ivr, call: Call, talk: _Talk, step: str, disposition: str, by: str
+    ivr: Calls, call: Call, talk: _Talk, step: str, disposition: str, by: str
 ) -> None:
     """The agent's side of a connected call ends (``step`` says how, in the CDR) and its
     conversation closes with ``disposition``."""
-    desk = ivr.desk
-    assert desk is not None
     await ivr.step(call, step)
     await _drop_leg(ivr, talk)
     await _end_talk(ivr, talk)
-    talk.closed = True
-    await desk.close(talk.conversation_id, disposition, by=by)
+    await ivr.inbox.end(talk.conversation_id, disposition, by=by)
 
 
-async def _drop_leg(ivr: Ivr, talk: _Talk) -> None:
+async def _drop_leg(ivr: Calls, talk: _Talk) -> None:
     if talk.leg is None:
         return
     leg = talk.leg
@@ -266,7 +239,7 @@ async def _drop_leg(ivr: Ivr, talk: _Talk) -> None:
         await ivr.ari.hangup(leg)
 
 
-async def _end_talk(ivr: Ivr, talk: _Talk) -> None:
+async def _end_talk(ivr: Calls, talk: _Talk) -> None:
     """The bridge ends (its recording first); talk time is added up."""
     if talk.recording is not None and ivr.recorder is not None:
         await _stop_recording(ivr, ivr.recorder, talk.recording)
@@ -283,27 +256,21 @@ async def _end_talk(ivr: Ivr, talk: _Talk) -> None:
     talk.answered = False
 
 
-async def _wind_up(ivr: Ivr, call: Call, talk: _Talk) -> None:
-    """However the stay ended (hang-up included): no leg, bridge or queue entry is left."""
+async def _wind_up(ivr: Calls, call: Call, talk: _Talk) -> None:
+    """However the stay ended (hang-up included): no leg or bridge is left. A stay that
+    ended without its conversation closing (the caller hung up, the call failed) has it
+    closed as the call ends, through the ACD, with the call's disposition."""
     await _drop_leg(ivr, talk)
     await _end_talk(ivr, talk)
     waited = talk.waited if talk.waited is not None else time.monotonic() - talk.queued_at
     values: dict[str, Any] = {"talk_seconds": round(talk.talk_seconds), "wait_seconds": int(waited)}
-    if not talk.closed:
-        # The caller hung up while queued or talking: the ACD lets go at once.
-        if talk.talk_seconds == 0:
-            call.disposition = "abandoned"
-            await ivr.step(call, "abandoned")
-        with contextlib.suppress(Exception):
-            assert ivr.desk is not None
-            await ivr.desk.close(talk.conversation_id, call.disposition, by="caller")
     await ivr.update(call, **values)
     if talk.moh and not call.gone:
         with contextlib.suppress(AriError, OSError):
             await ivr.ari.moh(call.channel_id, False)
 
 
-async def _stop_recording(ivr: Ivr, recorder: Recorder, name: str) -> None:
+async def _stop_recording(ivr: Calls, recorder: Recorder, name: str) -> None:
     """Stop the bridge's recording and have it sealed before the bridge goes.
 
     Stopped first, because Asterisk may not send ``RecordingFinished`` for a recording
@@ -316,7 +283,7 @@ async def _stop_recording(ivr: Ivr, recorder: Recorder, name: str) -> None:
     await recorder.finish(name)  # a no-op once the event has sealed it
 
 
-async def _survey(ivr: Ivr, call: Call, talk: _Talk) -> None:
+async def _survey(ivr: Calls, call: Call, talk: _Talk) -> None:
     """The agent hung up; the caller stays on the line to rate the call (1, 2 or 3)."""
     call.keys.clear()
     call.state = "survey"
@@ -328,16 +295,12 @@ async def _survey(ivr: Ivr, call: Call, talk: _Talk) -> None:
         await ivr.say(call, prompt("goodbye", call.lang), interruptible=False)
         return
     await ivr.update(call, survey=int(key))
-    async with ivr.sessions() as session:
-        row = await session.get(Conversation, talk.conversation_id)
-        if row is not None:
-            row.rating, row.awaiting_rating = int(key), False
-            await session.commit()
+    await ivr.inbox.rate(talk.conversation_id, int(key))
     await ivr.step(call, "survey", key)
     await ivr.say(call, prompt("survey_thanks", call.lang), interruptible=False)
 
 
-async def _hold(ivr: Ivr, call: Call, talk: _Talk, on: bool) -> None:
+async def _hold(ivr: Calls, call: Call, talk: _Talk, on: bool) -> None:
     if talk.moh == on:
         return
     try:
@@ -349,7 +312,7 @@ async def _hold(ivr: Ivr, call: Call, talk: _Talk, on: bool) -> None:
         raise
 
 
-async def _announce(ivr: Ivr, call: Call, talk: _Talk, position: int) -> None:
+async def _announce(ivr: Calls, call: Call, talk: _Talk, position: int) -> None:
     now = time.monotonic()
     if talk.answered or position == talk.position or now - talk.last_announced < ANNOUNCE_EVERY:
         return
@@ -367,21 +330,17 @@ async def _announce(ivr: Ivr, call: Call, talk: _Talk, position: int) -> None:
         await _hold(ivr, call, talk, True)
 
 
-async def _endpoint_of(ivr: Ivr, agent_id: str) -> str | None:
+async def _endpoint_of(ivr: Calls, agent_id: str) -> str | None:
     async with ivr.sessions() as session:
-        user = await session.get(User, agent_id)
-    if user is None or user.sip_ha1 is None:
-        return None
-    return phones.endpoint_name(user.username)
+        return await phones.endpoint_of(session, agent_id)
 
 
-async def _queue_of(ivr: Ivr, conversation_id: str) -> str | None:
-    async with ivr.sessions() as session:
-        row = await session.get(Conversation, conversation_id)
-        return row.queue_id if row is not None else None
+async def _queue_of(ivr: Calls, conversation_id: str) -> str | None:
+    handling = await ivr.inbox.state(conversation_id)
+    return handling.queue_id if handling is not None else None
 
 
-async def _push(ivr: Ivr, agent_id: str, talk: _Talk, state: str) -> None:
+async def _push(ivr: Calls, agent_id: str, talk: _Talk, state: str) -> None:
     push = ivr.desk.push if ivr.desk is not None else None
     if push is not None:
         frame = {"type": "call", "conversation_id": talk.conversation_id, "state": state}
@@ -394,7 +353,7 @@ def raise_hangup(call: Call) -> None:
     raise Hangup
 
 
-async def _outside(ivr: Ivr, call: Call, number: str) -> None:
+async def _outside(ivr: Calls, call: Call, number: str) -> None:
     """A blind transfer: dial the number through the outbound trunk and bridge the caller.
 
     The hotline's part ends there; the call lasts until either side hangs up. A number

@@ -22,20 +22,17 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import yaml
 
-from hotline.hub import InvalidInput
 from hotline.lang import Lang
-from hotline.messages import Accepted, Inbound
+from hotline.messages import Inbound
+from hotline.ports import InvalidInput
 from hotline.store.models import ConversationState
-from voice_ivr import agents
+from voice_ivr.calls import Call, Calls, Heard
 from voice_ivr.errors import NeedsAgent
-from voice_ivr.prompts import prompt, spell
-
-if TYPE_CHECKING:
-    from voice_ivr.ivr import Call, Heard, Ivr
+from voice_ivr.prompts import prompt, speakable
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +43,6 @@ MAX_SPEECH = 20.0  # seconds of one spoken answer
 DIGIT_SLOTS = frozenset({"reporter_phone", "reporter_id", "case_code", "case_pin"})
 HUMAN = "/request_human"
 QUESTION = "legal_consult"
-
-
-class Dialogue(Protocol):
-    """What speech turns need of the hub (``hotline.hub.Hub``)."""
-
-    async def submit(self, inbound: Inbound) -> Accepted: ...
-
-    async def awaiting(self, conversation_id: str) -> str | None: ...
-
-    async def set_state(
-        self, conversation_id: str, state: ConversationState, reason: str | None = None
-    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -75,16 +60,15 @@ class Answer:
     how: str = "speech"  # for the IVR path: speech, button, digits, agent
 
 
-async def converse(ivr: Ivr, call: Call, intent: str) -> str | None:
+async def converse(ivr: Calls, call: Call, intent: str) -> str | None:
     """Bot turns from ``intent`` on; the conversation id once the caller must go to a
     person (the ACD queues it), ``None`` when the bot's part is over and the caller has
-    been seen off."""
-    dialogue = ivr.dialogue
-    assert dialogue is not None
-    conversation_id = await agents.open_conversation(ivr, call, ConversationState.BOT, intent)
+    been seen off. The conversation is closed when the call ends, however it ends
+    (``Ivr._end_conversation``), unless an agent closed it first."""
+    inbox = ivr.inbox
+    conversation_id = await ivr.open_conversation(call, intent)
     call.state = "bot"
     await ivr.step(call, "bot", intent)
-    handed_off = False
     try:
         turn, last = 0, list[Reply]()
         if intent == QUESTION:  # the caller asks first; the bot has nothing to open with
@@ -100,34 +84,31 @@ async def converse(ivr: Ivr, call: Call, intent: str) -> str | None:
                 payload=answer.payload,
                 lang=call.lang,
             )
+            if answer.payload == HUMAN:  # asked for a person: hanging up now abandons
+                call.handed_off = True
             try:
-                replies, state = await _turn(ivr, call, dialogue, inbound)
+                replies, state = await _turn(ivr, call, inbound)
             except TimeoutError:
-                await dialogue.set_state(
-                    conversation_id, ConversationState.QUEUED, "bot_unavailable"
-                )
-                handed_off = True
+                call.handed_off = True
+                await inbox.hand_off(conversation_id, "bot_unavailable")
                 return conversation_id
             if state == ConversationState.QUEUED.value:
-                handed_off = True
+                # The hub queues it; hanging up from here on abandons the call.
+                call.handed_off = True
                 with contextlib.suppress(NeedsAgent):  # on the way to a person anyway
                     await ivr.say(call, _spoken(replies, call.lang), interruptible=False)
                 return conversation_id
             last = replies or last
-            answer = await _answer(ivr, call, last, await dialogue.awaiting(conversation_id))
+            answer = await _answer(ivr, call, last, await inbox.awaiting(conversation_id))
         return None
     except NeedsAgent:  # speech synthesis failed: the caller heard "please hold"
-        await dialogue.set_state(conversation_id, ConversationState.QUEUED, "tts_failed")
-        handed_off = True
+        call.handed_off = True
+        await inbox.hand_off(conversation_id, "tts_failed")
         return conversation_id
-    finally:
-        if not handed_off:
-            with contextlib.suppress(Exception):
-                await dialogue.set_state(conversation_id, ConversationState.CLOSED)
 
 
 async def _answer(
-    ivr: Ivr, call: Call, replies: list[Reply], awaiting: str | None
+    ivr: Calls, call: Call, replies: list[Reply], awaiting: str | None
 ) -> Answer | None:
     """The caller's answer to the bot's replies; ``None`` when they had nothing more to
     ask and have been seen off. Silence and misses are reprompted, then a person."""
@@ -164,21 +145,22 @@ async def _answer(
             replies = [Reply(prompt("anything_else", call.lang))]
 
 
-async def _turn(
-    ivr: Ivr, call: Call, dialogue: Dialogue, inbound: Inbound
-) -> tuple[list[Reply], str | None]:
+async def _turn(ivr: Calls, call: Call, inbound: Inbound) -> tuple[list[Reply], str | None]:
     """Submit the caller's answer; the bot's replies and the state they left it in.
 
     The hub stores the answer before acting on it. Keys pressed while the bot thinks are
     kept as type-ahead; events for later phases (an offer after a handoff) stay queued.
     """
     try:
-        await dialogue.submit(inbound)
+        await ivr.inbox.submit(inbound)
     except InvalidInput as exc:  # e.g. a dictation longer than a message may be
         log.warning(
             "answer refused by the hub", extra={"call_id": call.record_id, "code": exc.code}
         )
         return [], None
+    # Until the turn ends the hub may still hand off (and queue) the conversation: a
+    # caller hanging up meanwhile has it closed only after that (``Ivr._end_conversation``).
+    call.turn_pending = True
     replies: list[Reply] = []
     state: str | None = None
     kept: list[dict[str, Any]] = []
@@ -188,6 +170,7 @@ async def _turn(
         while True:
             event = await ivr.next(call, timeout=max(deadline - loop.time(), 0))
             if event is None:
+                call.turn_pending = False  # given up on: the caller goes to a person
                 raise TimeoutError("the hub did not finish the turn")
             kind = event.get("type")
             if kind == "hl_say":
@@ -198,6 +181,7 @@ async def _turn(
             elif kind == "hl_state":
                 state = str(event.get("state"))
             elif kind == "hl_turn_end":
+                call.turn_pending = False
                 return replies, state
             elif kind == "ChannelDtmfReceived":
                 call.keys.append(str(event.get("digit", "")))
@@ -208,7 +192,7 @@ async def _turn(
 
 
 async def _listen(
-    ivr: Ivr, call: Call, replies: list[Reply], awaiting: str | None, *, hint: bool
+    ivr: Calls, call: Call, replies: list[Reply], awaiting: str | None, *, hint: bool
 ) -> Heard | None:
     """Speak the bot's replies, then hear the caller's answer."""
     engine = ivr.engine(call.lang)
@@ -257,26 +241,10 @@ def _buttons(replies: list[Reply]) -> tuple[tuple[str, str], ...]:
 def _spoken(replies: list[Reply], lang: Lang) -> str:
     """The replies as one text to be heard: markup dropped, long numbers read digit by
     digit (a case code is not "two hundred billion..."), buttons read out as choices."""
-    parts = [_speakable(r.text, lang) for r in replies if r.text]
+    parts = [speakable(r.text, lang) for r in replies if r.text]
     for n, (title, _) in enumerate(_buttons(replies), 1):
-        parts.append(prompt("press_for", lang, title=_speakable(title, lang), n=n))
+        parts.append(prompt("press_for", lang, title=speakable(title, lang), n=n))
     return " ".join(p for p in parts if p)
-
-
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_URL = re.compile(r"https?://\S+")
-_MARKUP = re.compile(r"[*_`#>|]+")
-_BULLET = re.compile(r"^\s*(?:[-•]|\d+[.)])\s+", re.MULTILINE)
-_LONG_NUMBER = re.compile(r"\d{5,}")
-
-
-def _speakable(text: str, lang: Lang) -> str:
-    text = _LINK.sub(r"\1", text)
-    text = _URL.sub("", text)
-    text = _BULLET.sub("", text)
-    text = _MARKUP.sub("", text)
-    text = _LONG_NUMBER.sub(lambda m: spell(m.group(), lang), text)
-    return " ".join(text.split())
 
 
 def _plain(text: str) -> str:

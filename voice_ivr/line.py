@@ -1,8 +1,10 @@
 """The phone line as the hub starts it: ARI, the IVR, the agents' phones, recordings.
 
-``VoiceChannel`` is the voice side of the hub's channel registry and of the ACD: what
-the hub or the ACD tells a caller (state, place in line, an offer ringing an agent's
-phone) becomes an event of that caller's call task.
+The line gets the ``Inbox`` (conversations, contacts, tickets: all the core's) and the
+ACD's phone side, never the hub. ``VoiceChannel`` is its ``Channel`` (the composition
+root registers it with the hub) and the ACD's ``PhoneSide``: what the hub or the ACD
+tells a caller (state, place in line, an offer ringing an agent's phone) becomes an
+event of that caller's call task.
 """
 
 from __future__ import annotations
@@ -16,18 +18,17 @@ import aiohttp
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from hotline import office_hours
-from hotline.acd.service import AcdService
-from hotline.channels import OutputChannel
 from hotline.config import PROJECT_ROOT, Settings
-from hotline.hub import Hub
 from hotline.lang import Lang
 from hotline.messages import Outbound
+from hotline.ports import Capabilities, Channel, Inbox, PhoneCredentials
 from hotline.store.models import ConversationState, utcnow
 from voice_ivr import orphans, phones
 from voice_ivr.ari import AriClient, AriError, basic_auth
 from voice_ivr.asr import AsrEngine, AsrError, PocketsphinxEngine, VoskEngine, recognize
+from voice_ivr.calls import CHANNEL, Desk, Speech
 from voice_ivr.dialogue import training_phrases
-from voice_ivr.ivr import Ivr, Speech
+from voice_ivr.ivr import Ivr
 from voice_ivr.listen import CallListener
 from voice_ivr.recorder import Recorder
 from voice_ivr.tts import EspeakTts, TtsError
@@ -35,8 +36,10 @@ from voice_ivr.tts import EspeakTts, TtsError
 log = logging.getLogger(__name__)
 
 
-class VoiceChannel(OutputChannel):
-    name = "voice"
+class VoiceChannel(Channel):
+    name = CHANNEL
+    # Buttons are read out as "for X, press 1"; one call per agent at a time.
+    capabilities = Capabilities(media="realtime", buttons=False)
 
     def __init__(self, ivr: Ivr) -> None:
         self._ivr = ivr
@@ -61,6 +64,17 @@ class VoiceChannel(OutputChannel):
         event = {"type": "hl_position", "position": position, "eta": eta_seconds}
         await self._ivr.notify(conversation_id, event)
 
+    # Call control for staff (hotline.ports.CallControl).
+    def call_state(self, conversation_id: str) -> str | None:
+        return self._ivr.call_state(conversation_id)
+
+    async def hang_up(self, conversation_id: str, by: str) -> bool:
+        return await self._ivr.notify(conversation_id, {"type": "hl_hangup", "by": by})
+
+    async def transfer_out(self, conversation_id: str, number: str, by: str) -> bool:
+        event = {"type": "hl_transfer_out", "number": number, "by": by}
+        return await self._ivr.notify(conversation_id, event)
+
     # The ACD's phone side.
     async def offered(self, conversation_id: str, agent_id: str, expires_at: float) -> None:
         event = {"type": "hl_offer", "agent_id": agent_id, "expires_at": expires_at}
@@ -72,23 +86,36 @@ class VoiceChannel(OutputChannel):
 
 class VoiceLine:
     def __init__(
-        self, settings: Settings, ari: AriClient, ivr: Ivr, recorder: Recorder, etc_dir: Path
+        self,
+        settings: Settings,
+        ari: AriClient,
+        ivr: Ivr,
+        recorder: Recorder,
+        etc_dir: Path,
+        sessions: async_sessionmaker[Any],
+        inbox: Inbox,
     ) -> None:
         self.settings = settings
         self.ari, self.ivr, self.recorder = ari, ivr, recorder
+        self.channel = VoiceChannel(ivr)
+        self._sessions = sessions
+        self._inbox = inbox
         self._etc_dir = etc_dir
         self._phones_lock = asyncio.Lock()
 
     @classmethod
-    async def start(
+    async def build(
         cls,
         settings: Settings,
         http: aiohttp.ClientSession,
         sessions: async_sessionmaker[Any],
-        hub: Hub,
-        acd: AcdService,
+        inbox: Inbox,
+        desk: Desk,
     ) -> VoiceLine:
-        """Connect the IVR to ARI; the events socket reconnects by itself."""
+        """The line, ready to answer: register ``channel`` with the hub, then ``start``.
+
+        ``sessions`` is for the line's own tables (CDRs, recordings) and the agents'
+        phones; ``desk`` is the ACD, whose offers ring the phones (``desk.phones``)."""
         ari = AriClient(
             http, settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app
         )
@@ -112,10 +139,10 @@ class VoiceLine:
         ivr = Ivr(
             ari,
             sessions,
-            hub.tickets,
+            inbox,
             tts,
             root=root,
-            desk=acd,
+            desk=desk,
             recorder=recorder,
             office_open=lambda: office_hours.is_open(
                 windows, settings.timezone, settings.holidays, utcnow()
@@ -123,17 +150,18 @@ class VoiceLine:
             transcriber=_transcriber(settings),
             speech=speech,
             outbound_endpoint=settings.sip_outbound_endpoint,
-            dialogue=hub,
             phrases=await _grammar_phrases(speech),
         )
-        channel = VoiceChannel(ivr)
-        hub.channels.register(channel)
-        acd.phones = channel
-        line = cls(settings, ari, ivr, recorder, base / "etc/asterisk")
-        await orphans.end_orphans(ari, sessions, acd, hub)
-        ari.listen(ivr.on_event, ivr.reconcile)
-        await line.sync_phones(sessions)
+        line = cls(settings, ari, ivr, recorder, base / "etc/asterisk", sessions, inbox)
+        desk.phones = line.channel
         return line
+
+    async def start(self) -> None:
+        """End the calls a stopped hub left, then take calls: connect the IVR to ARI (the
+        events socket reconnects by itself) and render the agents' phones."""
+        await orphans.end_orphans(self.ari, self._sessions, self._inbox)
+        self.ari.listen(self.ivr.on_event, self.ivr.reconcile)
+        await self.sync_phones(self._sessions)
 
     async def sync_phones(self, sessions: async_sessionmaker[Any]) -> None:
         """Render the agents' endpoints; reload PJSIP when they changed."""
@@ -149,6 +177,33 @@ class VoiceLine:
     async def close(self) -> None:
         await self.ari.close()
         await self.ivr.close()
+
+    # The staff API's view of the line (hotline.ports.PhoneDesk).
+    @property
+    def sip_server(self) -> str:
+        return f"{self.settings.sip_host}:{self.settings.sip_port}"
+
+    def endpoint_of(self, username: str) -> str:
+        return phones.endpoint_name(username)
+
+    def new_phone(self, username: str) -> PhoneCredentials:
+        endpoint = phones.endpoint_name(username)
+        password = phones.new_password()
+        return PhoneCredentials(
+            endpoint, password, phones.digest_ha1(endpoint, password), phones.REALM
+        )
+
+    async def phone_online(self, endpoint: str) -> bool:
+        return await self.ari.endpoint_online(endpoint)
+
+    async def phones_changed(self) -> None:
+        await self.sync_phones(self._sessions)
+
+    def recording_file(self, file: str | None, recording_id: str) -> tuple[Path, bytes]:
+        return self.recorder.path_of_file(file, recording_id), self.recorder.key
+
+    def speech_summary(self) -> str:
+        return self.ivr.speech_summary()
 
 
 async def _speech(settings: Settings, ari: AriClient, http: aiohttp.ClientSession) -> Speech:

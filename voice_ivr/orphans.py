@@ -4,8 +4,9 @@ A call lives as a task in the hub's memory. After a restart nothing drives it: i
 caller would hear silence in the Stasis app, and the ACD, which reloads its queue from
 the database, would ring agents' phones for a caller nobody can connect. So at start
 every call record still open is ended as ``failed``, its channel hung up with the
-listener and agent's leg that served it, and its conversation closed (through the ACD if
-queued or with an agent).
+listener and agent's leg that served it, and its conversation closed through the
+``Inbox`` (``end``, which closes it through the ACD; the IVR does the same when a call
+ends).
 """
 
 from __future__ import annotations
@@ -18,28 +19,21 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hotline.store.models import CallRecord, Conversation, ConversationState, utcnow
+from hotline.store.models import CallRecord, utcnow
 from voice_ivr.ari import AriClient, AriError
 from voice_ivr.listen import BRIDGE_PREFIX, MEDIA_PREFIX, SNOOP_PREFIX
 
 log = logging.getLogger(__name__)
 
 
-class Closer(Protocol):
-    async def close(self, conversation_id: str, disposition: str, *, by: str) -> None: ...
+class Ender(Protocol):
+    """The part of the ``Inbox`` that closes a conversation whose citizen left."""
 
-
-class StateSetter(Protocol):
-    async def set_state(
-        self, conversation_id: str, state: ConversationState, reason: str | None = None
-    ) -> None: ...
+    async def end(self, conversation_id: str, disposition: str, *, by: str) -> bool: ...
 
 
 async def end_orphans(
-    ari: AriClient,
-    sessions: async_sessionmaker[AsyncSession],
-    desk: Closer,
-    hub: StateSetter,
+    ari: AriClient, sessions: async_sessionmaker[AsyncSession], inbox: Ender
 ) -> int:
     """End the calls that were live when the hub stopped; returns how many."""
     now = utcnow()
@@ -58,7 +52,7 @@ async def end_orphans(
         await _clear_media(ari, {record.channel_id for record in orphans})
     for record in orphans:
         if record.conversation_id is not None:
-            await _close(sessions, desk, hub, record.conversation_id)
+            await inbox.end(record.conversation_id, "failed", by="system")
     if orphans:
         log.warning("calls left by the last run ended", extra={"calls": len(orphans)})
     return len(orphans)
@@ -85,17 +79,3 @@ async def _clear_media(ari: AriClient, callers: set[str]) -> None:
 async def _hang_up(ari: AriClient, channel_id: str) -> None:
     with contextlib.suppress(AriError):  # gone already
         await ari.hangup(channel_id)
-
-
-async def _close(
-    sessions: async_sessionmaker[AsyncSession], desk: Closer, hub: StateSetter, conversation_id: str
-) -> None:
-    async with sessions() as session:
-        conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
-        return
-    state = conversation.state
-    if state in (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value):
-        await desk.close(conversation_id, "failed", by="system")
-    elif state != ConversationState.CLOSED.value:
-        await hub.set_state(conversation_id, ConversationState.CLOSED)

@@ -54,6 +54,14 @@ async def phones(session: AsyncSession) -> list[Phone]:
     return [Phone(endpoint_name(u.username), u.sip_ha1 or "") for u in users]
 
 
+async def endpoint_of(session: AsyncSession, agent_id: str) -> str | None:
+    """The endpoint that rings the agent's phone; ``None`` if they were issued none."""
+    user = await session.get(User, agent_id)
+    if user is None or user.sip_ha1 is None:
+        return None
+    return endpoint_name(user.username)
+
+
 def render(entries: list[Phone]) -> str:
     """The endpoints, auths and AORs; agents' phones may only be called, not call out."""
     parts = ["; Rendered by hotline from the user table (one phone per agent).\n"]

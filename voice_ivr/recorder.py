@@ -44,7 +44,10 @@ class Recorder:
         self._pending: dict[str, _Pending] = {}
 
     def path_of(self, row: Recording) -> Path:
-        return self._store / (row.file or f"{row.id}.hlrec")
+        return self.path_of_file(row.file, row.id)
+
+    def path_of_file(self, file: str | None, recording_id: str) -> Path:
+        return self._store / (file or f"{recording_id}.hlrec")
 
     @property
     def key(self) -> bytes:

@@ -1,23 +1,22 @@
 """A spoken message: after hours, or when nobody can take the call.
 
 The caller speaks after the tone; the recording is transcribed when an ASR model for
-the caller's language is present, becomes a ``message`` ticket with the recording
-attached, and the caller hears the case code and PIN to follow it up.
+the caller's language is present, becomes a ``message`` ticket of the call's
+conversation (the hub files it, through the ``Inbox``; after hours the conversation is
+opened for it) with the recording attached, and the caller hears the case code and PIN
+to follow it up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
-from hotline.store.models import Recording, TicketKind
+from hotline.store.models import Recording
 from voice_ivr.ari import AriError
+from voice_ivr.calls import Call, Calls
 from voice_ivr.errors import Hangup, NeedsAgent
 from voice_ivr.prompts import prompt, spell
-
-if TYPE_CHECKING:
-    from voice_ivr.ivr import Call, Ivr
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ MAX_SILENCE = 6
 MIN_SECONDS = 1.0  # shorter is a hang-up or a cough, not a message
 
 
-async def take_message(ivr: Ivr, call: Call, *, why: str) -> None:
+async def take_message(ivr: Calls, call: Call, *, why: str) -> None:
     """Record, transcribe, file; a caller who hangs up instead of pressing # still counts."""
     if ivr.recorder is None:
         await ivr.say(call, prompt("nobody_free", call.lang), interruptible=False)
@@ -65,9 +64,10 @@ async def take_message(ivr: Ivr, call: Call, *, why: str) -> None:
     case = await _file(ivr, call, name)
     if case is None:
         await ivr.step(call, "message_empty")
-        if not hung_up:
-            await ivr.say(call, prompt("message_empty", call.lang), interruptible=False)
-            await ivr.say(call, prompt("goodbye", call.lang), interruptible=False)
+        if hung_up:  # without a word: the caller gave up (abandoned, if they were queued)
+            raise Hangup
+        await ivr.say(call, prompt("message_empty", call.lang), interruptible=False)
+        await ivr.say(call, prompt("goodbye", call.lang), interruptible=False)
         return
     code, pin = case
     call.disposition = "message"
@@ -81,7 +81,7 @@ async def take_message(ivr: Ivr, call: Call, *, why: str) -> None:
     await ivr.say(call, prompt("goodbye", call.lang), interruptible=False)
 
 
-async def _file(ivr: Ivr, call: Call, name: str) -> tuple[str, str] | None:
+async def _file(ivr: Calls, call: Call, name: str) -> tuple[str, str] | None:
     """Transcribe, create the ticket, seal the audio; ``None`` when nothing was said."""
     assert ivr.recorder is not None
     path = ivr.recorder.plain_path(name)
@@ -90,21 +90,15 @@ async def _file(ivr: Ivr, call: Call, name: str) -> tuple[str, str] | None:
         await ivr.recorder.discard(name)
         return None
     transcript = await ivr.transcribe(path, call.lang)
-    # The recording is linked from its row (``recording.ticket_id``), not a ticket field.
-    fields = {"details": transcript or prompt("spoken_message", call.lang, seconds=round(seconds))}
-    case = await ivr.tickets.create(
-        kind=TicketKind.MESSAGE,
-        fields=fields,
-        identity=None,
-        conversation_id=call.conversation_id,
-        channel="voice",
-        language=call.lang,
-        actor="ivr",
-    )
+    details = transcript or prompt("spoken_message", call.lang, seconds=round(seconds))
+    conversation_id = call.conversation_id or await ivr.open_conversation(call)
+    filed = await ivr.inbox.leave_message(conversation_id, details)
     await ivr.recorder.finish(name)
+    # The recording is linked from its row (``recording.ticket_id``), not a ticket field.
     async with ivr.sessions() as session:
         row = await session.get(Recording, name)
         if row is not None:
-            row.ticket_id = str(case.ticket_id)
+            row.ticket_id = str(filed.ticket_id)
+            row.conversation_id = row.conversation_id or conversation_id
             await session.commit()
-    return case.case_code, case.pin
+    return filed.case_code, filed.pin

@@ -69,7 +69,7 @@
       if (calls.length) renderRows();
     });
     var sel = $("calls-agent");
-    if (user.role === "supervisor" || user.role === "admin") {
+    if (HL.supervising(user)) {
       api("GET", "/api/users").then(function (r) {
         if (!running || !r.ok) return;
         agentNames = {};
@@ -306,7 +306,7 @@
   // --------------------------------------------------------------- lifecycle
   function signedIn(user) {
     running = true;
-    $("to-supervisor").hidden = !(user.role === "supervisor" || user.role === "admin");
+    $("to-supervisor").hidden = !HL.supervising(user);
     loadChoices(user);
     var read = readForm();
     query = read.query || {};

@@ -483,12 +483,16 @@
     return [];
   }
 
+  // Roles that oversee others: hotline/roles.py SUPERVISING (the server decides; this only
+  // shows or hides what the server would refuse anyway).
+  function supervising(u) { return !!u && (u.role === "supervisor" || u.role === "admin"); }
+
   window.HL = {
     t: t, tOr: tOr, has: has, tr: tr, lang: function () { return lang; }, onLang: onLang,
     h: h, appendAll: appendAll, clear: clear, byTestId: byTestId, option: option, say: say, sayKey: sayKey,
     fmtDuration: fmtDuration, fmtTime: fmtTime, fmtClock: fmtClock, parseTime: parseTime, uuid: uuid,
     ivrStep: ivrStep, ivrValue: ivrValue, ivrText: ivrText,
-    api: api, errorText: errorText, user: function () { return user; },
+    api: api, errorText: errorText, user: function () { return user; }, supervising: supervising,
     start: start, Socket: Socket, showConnection: showConnection, listFrom: listFrom
   };
 })();

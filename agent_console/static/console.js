@@ -5,10 +5,15 @@
  * /ws/agent socket (docs/agent-api.md). Every string shown comes from the i18n
  * table; every piece of data is inserted as text (see common.js).
  *
- * Phone calls (channel "voice") share the tabs: the agent takes a call by answering
- * the desk phone or softphone, so a call offer has no Accept button; once answered
- * the tab opens by itself with a call panel (caller, state, talk timer, IVR path,
- * Hang up, Transfer) in place of the chat composer.
+ * The console renders by what a conversation's channel can do (its capabilities,
+ * docs/agent-api.md), never by the channel's name, which is only shown as a label:
+ * - media "realtime" is a phone call: the agent takes it by answering the desk phone
+ *   or softphone, so a call offer has no Accept button; once answered the tab opens
+ *   by itself with a call panel (caller, state, talk timer, IVR path, Hang up,
+ *   Transfer) in place of the chat composer;
+ * - "segmented" text (SMS) shows under the reply box how many segments the draft
+ *   takes, and warns when it is longer than max_length (the reply will be split);
+ * - "delivery_reports" marks each outgoing message sent / delivered / failed.
  */
 (function () {
   "use strict";
@@ -24,6 +29,11 @@
   var PHONE_EVERY = 30000;  // how often the header asks whether the phone is registered
   var PHONE_NUMBER = /^\+?[0-9]{1,31}$|^[0-9]{32}$/;   // outside number: digits, an optional leading +, at most 32 characters
   var CALL_OVER = { ended: true, survey: true };
+  var SEGMENTS_DELAY = 350;    // ms of quiet in the reply box before the segments are counted
+  var DELIVERY_EVERY = 2000;   // ms between looks at the delivery reports while some are open
+  var DELIVERY_POLLS = 30;     // looks after the last message before giving up
+  var OUTBOUND = { bot: true, agent: true, system: true };  // transcript lines the channel sends
+  var FINAL_REPORTS = { delivered: true, failed: true, smsc_reject: true };
 
   // ---------------------------------------------------------------------
   // Page state
@@ -88,7 +98,7 @@
     if (any && !flashTimer) {
       flashTimer = setInterval(function () {
         flashOn = !flashOn;
-        var call = Object.keys(offers).some(function (id) { return !offers[id].dead && isVoice(offers[id].data); });
+        var call = Object.keys(offers).some(function (id) { return !offers[id].dead && isCall(offers[id].data); });
         document.title = flashOn ? t(call ? "titleFlashCall" : "titleFlash") : baseTitle();
       }, 1000);
     } else if (!any && flashTimer) {
@@ -149,7 +159,7 @@
     var offer = { id: id, data: o, received: Date.now(), expires: HL.parseTime(o.expires_at), els: {} };
     offers[id] = offer;
     offer.card = buildOfferCard(offer);
-    offer.card.setAttribute("data-channel", o.channel == null ? "" : String(o.channel));
+    markOffer(offer);
     $("offers").appendChild(offer.card);
     renderOfferTimes(offer);
     // The hello frame's offer may carry only ids: fill in the rest from the conversation.
@@ -162,8 +172,8 @@
     return h("div", { className: "kv" }, [h("span", { className: "k", i18n: labelKey }), valueEl]);
   }
 
-  /** A phone call: taken on the phone, not in the browser. */
-  function isVoice(o) { return !!o && o.channel === "voice"; }
+  /** A phone call (realtime media): taken on the phone, not in the browser. */
+  function isCall(o) { return !!o && o.media === "realtime"; }
 
   function buildOfferCard(offer) {
     var els = offer.els;
@@ -198,19 +208,26 @@
 
   function fillOffer(offer) {
     var o = offer.data, els = offer.els;
-    var voice = isVoice(o);
+    var call = isCall(o);
     // A call is answered on the phone: no Accept button, only Reject.
-    tr(els.title, voice ? "offerTitleCall" : "offerTitle");
-    els.ringing.hidden = !voice || !!offer.dead;
-    els.callerRow.hidden = !voice;
+    tr(els.title, call ? "offerTitleCall" : "offerTitle");
+    els.ringing.hidden = !call || !!offer.dead;
+    els.callerRow.hidden = !call;
     els.caller.textContent = o.caller == null || o.caller === "" ? "—" : String(o.caller);
-    els.accept.hidden = voice || !!offer.dead;
-    if (offer.card) offer.card.setAttribute("data-channel", o.channel == null ? "" : String(o.channel));
+    els.accept.hidden = call || !!offer.dead;
+    if (offer.card) markOffer(offer);
     labelled(els.channel, "channel_", o.channel);
     labelled(els.language, "lang_", o.language);
     labelled(els.intent, "intent_", o.intent);
     els.preview.textContent = o.preview == null ? "" : String(o.preview);
     els.preview.hidden = !o.preview;
+  }
+
+  /** The channel (shown) and its media (what the card is rendered by), for styles and tests. */
+  function markOffer(offer) {
+    var o = offer.data;
+    offer.card.setAttribute("data-channel", o.channel == null ? "" : String(o.channel));
+    offer.card.setAttribute("data-media", o.media == null ? "" : String(o.media));
   }
 
   function enrichOffer(offer) {
@@ -219,6 +236,7 @@
       var c = r.data.conversation;
       var o = offer.data;
       o.channel = c.channel; o.language = c.language; o.intent = c.intent; o.preview = c.last_text;
+      if (o.media == null && c.capabilities && typeof c.capabilities === "object") o.media = c.capabilities.media;
       if (r.data.call && o.caller == null) o.caller = r.data.call.caller;
       var queued = HL.parseTime(c.queued_at);
       if (queued && o.waiting_seconds == null) { o.waiting_seconds = (Date.now() - queued.getTime()) / 1000; offer.received = Date.now(); }
@@ -269,7 +287,7 @@
     api("POST", "/api/conversations/" + encodeURIComponent(offer.id) + "/accept", {}).then(function (r) {
       if (!r.ok) { offerFailed(offer, r); return; }
       removeOffer(offer.id);
-      openConversation(offer.id, "live", true);
+      openConversation(offer.id, "live", true, offer.data);
     });
   }
 
@@ -304,11 +322,11 @@
    * Open (or focus) the tab for a conversation. mode: "live" (we hold it),
    * "readonly" (history), "wrapup" (closed, not dismissed), "unassigned" (taken away).
    */
-  function openConversation(id, mode, focus, channel) {
+  function openConversation(id, mode, focus, known) {
     id = String(id);
     var conv = convs[id];
     if (!conv) {
-      conv = createConversation(id, mode, channel);
+      conv = createConversation(id, mode, known);
       convs[id] = conv;
       $("tabs").appendChild(conv.tab);
       $("panels").appendChild(conv.panel);
@@ -323,16 +341,22 @@
   }
 
   /**
-   * channel: "voice" when already known (from the offer), so a call never shows the
+   * known: the offer ({channel, media}) when there was one, so a call never shows the
    * chat composer while its details load.
    */
-  function createConversation(id, mode, channel) {
+  function createConversation(id, mode, known) {
     var conv = {
       id: id, mode: mode, detail: null, seen: {}, live: [], els: {}, ticketCreated: false,
-      // phone calls only
-      voice: channel === "voice", call: null, callState: null, callStoppedAt: null, talkFinal: null,
+      channel: known && known.channel != null ? String(known.channel) : null,
+      caps: null,   // the channel's capabilities, from the conversation object
+      // phone calls (realtime media) only
+      realtime: isCall(known), call: null, callState: null, callStoppedAt: null, talkFinal: null,
       talkSeenAt: null, loadSeq: 0,
-      transferOpen: false, hangingUp: false
+      transferOpen: false, hangingUp: false,
+      // segmented text: the reply box's segment count
+      segmentTimer: null, segmentSeq: 0,
+      // delivery reports
+      deliveries: [], deliveryTimer: null, deliveryBusy: false, deliveryAgain: false, deliveryPolls: 0, deliveryOpen: false
     };
     conv.tab = buildTab(conv);
     conv.panel = buildPanel(conv);
@@ -360,7 +384,7 @@
 
   function renderTabLabel(conv) {
     var c = conv.detail && conv.detail.conversation;
-    var name = t(conv.voice ? "callShort" : "convShort", { id: conv.id.slice(0, 8) });
+    var name = t(conv.realtime ? "callShort" : "convShort", { id: conv.id.slice(0, 8) });
     if (c && c.intent) name += " · " + HL.tOr("intent_" + c.intent, c.intent);
     conv.els.tabLabel.textContent = name;
     conv.els.tabLabel.setAttribute("title", conv.id);
@@ -381,6 +405,7 @@
     if (conv.mode === "live") return; // a held chat is closed with the close form
     conv.tab.remove();
     conv.panel.remove();
+    stopTimers(conv);
     delete convs[conv.id];
     if (activeId === conv.id) {
       activeId = null;
@@ -416,7 +441,7 @@
 
   /** A notice about a call says "call", not "chat", where the table has that text. */
   function noticeKey(conv, key) {
-    return conv.voice && HL.has("call_" + key) ? "call_" + key : key;
+    return conv.realtime && HL.has("call_" + key) ? "call_" + key : key;
   }
 
   // --------------------------------------------------------------- panel
@@ -485,6 +510,7 @@
       i18nPlaceholder: "replyPlaceholder",
       i18nLabel: "replyLabel"
     });
+    els.reply.addEventListener("input", function () { draftChanged(conv); });
     els.reply.addEventListener("keydown", function (ev) {
       // Enter sends, Shift+Enter is a new line; never while an IME is composing.
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
@@ -494,10 +520,16 @@
     });
     els.send = h("button", { type: "button", className: "primary", testid: "reply-send", i18n: "send", onclick: function () { sendReply(conv); } });
     els.sendError = h("p", { className: "error", testid: "reply-error", role: "alert", hidden: true });
+    // Segmented channels only: how many segments the draft takes, and a warning when
+    // it is longer than one message may be (the channel splits it).
+    els.segments = h("p", { className: "reply-meter", testid: "reply-segments", role: "status", hidden: true });
+    els.tooLong = h("p", { className: "reply-warning", testid: "reply-too-long", role: "status", hidden: true });
     loadCanned(conv);
     return h("div", { className: "composer" }, [
       h("div", { className: "composer-tools" }, [els.canned]),
       h("div", { className: "composer-row" }, [els.reply, els.send]),
+      els.segments,
+      els.tooLong,
       els.sendError
     ]);
   }
@@ -625,21 +657,22 @@
   function renderVoiceControls(conv) {
     var els = conv.els;
     if (!els.callBox) return; // still building the panel
-    var live = conv.mode === "live", voice = conv.voice, over = callOver(conv);
-    conv.panel.setAttribute("data-channel", voice ? "voice" : "chat");
-    els.callBox.hidden = !voice;
-    els.voiceHint.hidden = !voice;
-    els.composer.hidden = !live || voice;
-    els.transfer.hidden = !live || (voice && (!conv.transferOpen || over));
-    els.transferNumber.hidden = !voice;
+    var live = conv.mode === "live", call = conv.realtime, over = callOver(conv);
+    conv.panel.setAttribute("data-channel", conv.channel || "");
+    conv.panel.setAttribute("data-media", call ? "realtime" : (conv.caps && conv.caps.media) || "");
+    els.callBox.hidden = !call;
+    els.voiceHint.hidden = !call;
+    els.composer.hidden = !live || call;
+    els.transfer.hidden = !live || (call && (!conv.transferOpen || over));
+    els.transferNumber.hidden = !call;
     els.hangup.hidden = !live;
     els.callTransfer.hidden = !live;
     els.hangup.disabled = over || conv.hangingUp;
     els.callTransfer.disabled = over;
     els.callTransfer.setAttribute("aria-expanded", conv.transferOpen && !over ? "true" : "false");
     els.callTransfer.classList.toggle("pressed", conv.transferOpen && !over);
-    tr(els.closeTitle, voice ? "closeTitleCall" : "closeTitle");
-    tr(els.closeSubmit, voice ? "closeSubmitCall" : "closeSubmit");
+    tr(els.closeTitle, call ? "closeTitleCall" : "closeTitle");
+    tr(els.closeSubmit, call ? "closeSubmitCall" : "closeSubmit");
   }
 
   function renderCall(conv) {
@@ -732,7 +765,7 @@
     if (!id) return;
     var conv = convs[id];
     if (conv) {
-      if (!conv.voice) { conv.voice = true; renderTabLabel(conv); }
+      if (!conv.realtime) { conv.realtime = true; renderTabLabel(conv); }
       applyCallState(conv, f.state, true);
       // The IVR path, the wait and the talk start have moved on with the state.
       loadConversation(conv);
@@ -787,8 +820,10 @@
   function renderDetail(conv) {
     var d = conv.detail, els = conv.els;
     var c = d.conversation || {};
-    if (c.channel === "voice" || (d.call && typeof d.call === "object")) conv.voice = true;
-    if (conv.voice) {
+    if (c.channel != null) conv.channel = String(c.channel);
+    conv.caps = c.capabilities && typeof c.capabilities === "object" ? c.capabilities : null;
+    if ((conv.caps && conv.caps.media === "realtime") || (d.call && typeof d.call === "object")) conv.realtime = true;
+    if (conv.realtime) {
       conv.call = d.call && typeof d.call === "object" ? d.call : {};
       if (CALL_OVER[conv.call.state] && typeof conv.call.talk_seconds === "number") conv.talkFinal = conv.call.talk_seconds;
       renderCall(conv);
@@ -797,6 +832,9 @@
     renderTabLabel(conv);
     renderMeta(conv);
     renderTranscript(conv);
+    renderVoiceControls(conv);
+    draftChanged(conv);
+    if (conv.caps && conv.caps.delivery_reports) loadDeliveries(conv, true);
     renderFields(els.fields, d.fields);
     renderIdentityState(conv);
     renderHistory(conv, d.contact);
@@ -867,6 +905,7 @@
     // Messages pushed while the GET was in flight, if the answer did not have them yet.
     conv.live.forEach(function (m) { appendMessage(conv, m, false); });
     keep.forEach(function (n) { el.appendChild(n); });
+    renderDeliveries(conv);
     scrollDown(conv);
   }
 
@@ -894,6 +933,7 @@
     var conv = id && convs[id];
     if (!conv || !frame.message) return;
     if (appendMessage(conv, frame.message, true)) {
+      if (OUTBOUND[frame.message.from]) { renderDeliveries(conv); loadDeliveries(conv, true); }
       scrollDown(conv);
       if (activeId !== id) conv.tab.classList.add("unread");
     }
@@ -910,6 +950,7 @@
     var at = start + piece.length;
     try { ta.setSelectionRange(at, at); } catch (e) { /* not focused */ }
     ta.focus();
+    draftChanged(conv);
   }
 
   function sendReply(conv) {
@@ -922,6 +963,7 @@
     conv.els.transcript.appendChild(bubble);
     scrollDown(conv);
     conv.els.reply.value = "";
+    draftChanged(conv);
     HL.say(conv.els.sendError, "");
     var item = { conv: conv, bubble: bubble, text: text, id: clientId, timer: null };
     pending[clientId] = item;
@@ -952,8 +994,13 @@
     b.querySelector(".send-state").textContent = "";
     if (message && typeof message === "object") {
       if (message.id != null) { b.setAttribute("data-id", String(message.id)); item.conv.seen[String(message.id)] = true; }
-      if (message.at) b.querySelector(".when").textContent = HL.fmtTime(message.at);
+      if (message.at) {
+        b.querySelector(".when").textContent = HL.fmtTime(message.at);
+        b.querySelector(".when").setAttribute("datetime", String(message.at));
+      }
     }
+    renderDeliveries(item.conv);
+    loadDeliveries(item.conv, true);
   }
 
   /** Mark a reply as not sent; the reason is server text, or one of our keys. */
@@ -986,6 +1033,198 @@
     // A server that does not know the send frame yet: use HTTP instead.
     if (frame.error === "unknown_type" || frame.error === "bad_frame") { postReply(item); return; }
     replyFailed(item, HL.errorText({ status: 400, data: frame }));
+  }
+
+  // ------------------------------------------- by capability: segments, delivery
+  function channelApi(conv, rest) {
+    return "/api/channels/" + encodeURIComponent(conv.channel) + rest;
+  }
+
+  function stopTimers(conv) {
+    clearTimeout(conv.segmentTimer);
+    clearTimeout(conv.deliveryTimer);
+    conv.segmentTimer = conv.deliveryTimer = null;
+    conv.segmentSeq++;
+    conv.deliveryPolls = 0;
+  }
+
+  /**
+   * The reply box changed. A segmented channel counts the draft's segments (asked
+   * from the channel, once typing pauses); a draft longer than max_length is flagged:
+   * the channel will send it as several messages.
+   */
+  function draftChanged(conv) {
+    var els = conv.els, caps = conv.caps || {};
+    if (!els.segments) return; // still building the panel
+    clearTimeout(conv.segmentTimer);
+    conv.segmentTimer = null;
+    var text = els.reply.value.trim();
+    var max = typeof caps.max_length === "number" && caps.max_length > 0 ? caps.max_length : null;
+    if (max && text.length > max) HL.sayKey(els.tooLong, "replyTooLong", { n: text.length, max: max });
+    else HL.say(els.tooLong, "");
+    if (!caps.segmented || !conv.channel || !text) {
+      conv.segmentSeq++; // an answer still on its way is dropped
+      HL.say(els.segments, "");
+      els.segments.removeAttribute("data-segments");
+      els.segments.removeAttribute("data-encoding");
+      return;
+    }
+    els.segments.setAttribute("aria-busy", "true");
+    conv.segmentTimer = setTimeout(function () { countSegments(conv, text); }, SEGMENTS_DELAY);
+  }
+
+  function countSegments(conv, text) {
+    conv.segmentTimer = null;
+    var mine = ++conv.segmentSeq;
+    api("GET", channelApi(conv, "/segments?text=" + encodeURIComponent(text))).then(function (r) {
+      if (convs[conv.id] !== conv || mine !== conv.segmentSeq) return;
+      var el = conv.els.segments, d = r.data;
+      el.removeAttribute("aria-busy");
+      if (!r.ok || !d || typeof d.segments !== "number") {
+        // A draft too long to ask about in a URL, or the channel is down.
+        el.removeAttribute("data-segments");
+        el.removeAttribute("data-encoding");
+        HL.sayKey(el, "replySegmentsUnknown");
+        return;
+      }
+      var enc = d.encoding == null ? "" : String(d.encoding);
+      var args = { n: d.segments, enc: HL.tOr("encoding_" + enc, enc), m: d.messages };
+      el.setAttribute("data-segments", String(d.segments));
+      el.setAttribute("data-encoding", enc);
+      if (typeof d.messages === "number" && d.messages > 1) HL.sayKey(el, "replySegmentsSplit", args);
+      else HL.sayKey(el, "replySegments", args);
+    });
+  }
+
+  /**
+   * Fetch the channel's delivery reports for this conversation; while some are still
+   * open (sent, no final report yet), look again every DELIVERY_EVERY ms, at most
+   * DELIVERY_POLLS times after the last message (fresh: a new message, start again).
+   */
+  function loadDeliveries(conv, fresh) {
+    if (!conv.caps || !conv.caps.delivery_reports || !conv.channel || convs[conv.id] !== conv) return;
+    if (fresh) conv.deliveryPolls = DELIVERY_POLLS;
+    if (conv.deliveryBusy) { conv.deliveryAgain = true; return; }
+    clearTimeout(conv.deliveryTimer);
+    conv.deliveryTimer = null;
+    conv.deliveryBusy = true;
+    api("GET", channelApi(conv, "/conversations/" + encodeURIComponent(conv.id) + "/deliveries")).then(function (r) {
+      conv.deliveryBusy = false;
+      if (convs[conv.id] !== conv) return;
+      if (r.ok && r.data) {
+        conv.deliveries = HL.listFrom(r.data, ["deliveries"]);
+        renderDeliveries(conv);
+      }
+      if (conv.deliveryAgain) { conv.deliveryAgain = false; loadDeliveries(conv); return; }
+      if (conv.deliveryPolls > 0 && (conv.deliveryOpen || !r.ok)) {
+        conv.deliveryPolls--;
+        conv.deliveryTimer = setTimeout(function () { loadDeliveries(conv); }, DELIVERY_EVERY);
+      }
+    });
+  }
+
+  function timeOf(iso) {
+    var d = HL.parseTime(iso);
+    return d ? d.getTime() : null;
+  }
+
+  /**
+   * Which delivery rows belong to which transcript line. A row is one piece sent (a
+   * long text goes out in several) and names no message, only its author and time:
+   * per author, in order, each line takes the next row, then more rows while they
+   * were made before that author's next line existed, or while the pieces taken
+   * hold fewer characters than the line (the channel trims a space or line break
+   * at each cut).
+   */
+  function matchDeliveries(lines, rows) {
+    var out = lines.map(function () { return []; });
+    var byAuthor = {};
+    lines.forEach(function (m, i) { (byAuthor[m.from] = byAuthor[m.from] || []).push(i); });
+    Object.keys(byAuthor).forEach(function (from) {
+      var idx = byAuthor[from];
+      var mine = rows.filter(function (r) { return r.author === from; });
+      var j = 0;
+      idx.forEach(function (li, k) {
+        var m = lines[li], next = k + 1 < idx.length ? lines[idx[k + 1]] : null, chars = 0;
+        while (j < mine.length) {
+          var taken = out[li].length, at = timeOf(mine[j].created_at);
+          var more = taken === 0 ||
+            (next !== null && next.at !== null && at !== null && at < next.at) ||
+            chars + 2 * taken < m.len;
+          if (!more) break;
+          out[li].push(mine[j]);
+          chars += Number(mine[j].chars) || 0;
+          j++;
+        }
+      });
+    });
+    return out;
+  }
+
+  /** One line's state from its pieces: failed, suppressed, delivered, sending or sent. */
+  function deliveryState(pieces) {
+    if (!pieces.length) return null;
+    var failed = false, suppressed = false, sending = false, delivered = 0;
+    pieces.forEach(function (r) {
+      if (r.status === "failed" || r.dlr_state === "failed" || r.dlr_state === "smsc_reject") failed = true;
+      else if (r.status === "suppressed") suppressed = true;
+      else if (r.dlr_state === "delivered") delivered++;
+      else if (r.status === "sending") sending = true;
+    });
+    if (failed) return "failed";
+    if (suppressed) return "suppressed";
+    if (delivered === pieces.length) return "delivered";
+    return sending ? "sending" : "sent";
+  }
+
+  /** Mark each stored bot, agent and system line with its delivery state. */
+  function renderDeliveries(conv) {
+    if (!conv.caps || !conv.caps.delivery_reports) return;
+    var nodes = Array.prototype.filter.call(conv.els.transcript.children, function (n) {
+      return OUTBOUND[n.getAttribute("data-from")] && n.getAttribute("data-id") != null && !n.getAttribute("data-state");
+    });
+    var lines = nodes.map(function (n) {
+      var text = n.querySelector(".msg-text"), when = n.querySelector(".when");
+      return {
+        from: n.getAttribute("data-from"),
+        len: text ? text.textContent.length : 0,
+        at: when ? timeOf(when.getAttribute("datetime")) : null
+      };
+    });
+    var rows = (Array.isArray(conv.deliveries) ? conv.deliveries : []).filter(function (r) {
+      return r && typeof r === "object" && r.kind === "reply";
+    });
+    var matched = matchDeliveries(lines, rows);
+    var open = false;
+    nodes.forEach(function (n, i) {
+      var pieces = matched[i], state = deliveryState(pieces);
+      if (state === null || state === "sending" || state === "sent") open = true;
+      var el = n.querySelector(".delivery");
+      if (!el) {
+        el = h("span", { className: "delivery", testid: "msg-delivery" });
+        n.querySelector(".msg-meta").appendChild(el);
+      }
+      if (state === null) {
+        n.removeAttribute("data-delivery");
+        el.hidden = true;
+        el.removeAttribute("data-i18n");
+        el.textContent = "";
+        el.removeAttribute("title");
+        return;
+      }
+      n.setAttribute("data-delivery", state);
+      el.setAttribute("data-state", state);
+      el.hidden = false;
+      tr(el, "delivery_" + state);
+      var reported = pieces.map(function (r) { return r.dlr_at; }).filter(Boolean).sort();
+      var segments = pieces.reduce(function (sum, r) { return sum + (Number(r.segments) || 0); }, 0);
+      var title = t("deliveryPieces", { n: segments });
+      if (reported.length) title += " · " + t("deliveryReportAt", { at: HL.fmtTime(reported[reported.length - 1]) });
+      el.setAttribute("title", title);
+    });
+    conv.deliveryOpen = open || rows.some(function (r) {
+      return r.status === "sending" || (r.status === "sent" && !FINAL_REPORTS[r.dlr_state]);
+    });
   }
 
   // ----------------------------------------------------------- side boxes
@@ -1085,7 +1324,7 @@
     return h("li", { className: "snippet", testid: testid, "data-article-id": a.id }, [
       h("strong", { text: a.title == null ? "" : String(a.title) }),
       h("p", { text: snippet }),
-      h("button", { type: "button", className: "small", testid: insertId, i18n: "insert", hidden: conv.mode !== "live" || conv.voice, onclick: function () { insertText(conv, snippet); } })
+      h("button", { type: "button", className: "small", testid: insertId, i18n: "insert", hidden: conv.mode !== "live" || conv.realtime, onclick: function () { insertText(conv, snippet); } })
     ]);
   }
 
@@ -1168,7 +1407,7 @@
     if (els.transferAgent.value.trim()) body.agent_id = els.transferAgent.value.trim();
     // A call may also go to an outside number: digits with an optional leading +, at
     // most 32 characters (spaces, dashes, dots and brackets people type are dropped first).
-    var number = conv.voice ? els.transferNumber.value.replace(/[\s\-().]/g, "") : "";
+    var number = conv.realtime ? els.transferNumber.value.replace(/[\s\-().]/g, "") : "";
     if (number) {
       if (!PHONE_NUMBER.test(number)) { HL.sayKey(els.transferError, "transferNumberBad"); return; }
       if (body.queue_id || body.agent_id) { HL.sayKey(els.transferError, "transferOneTarget"); return; }
@@ -1176,7 +1415,7 @@
     }
     if (els.transferNote.value.trim()) body.note = els.transferNote.value.trim();
     if (!body.queue_id && !body.agent_id && !body.number) {
-      HL.sayKey(els.transferError, conv.voice ? "transferMissingCall" : "transferMissing");
+      HL.sayKey(els.transferError, conv.realtime ? "transferMissingCall" : "transferMissing");
       return;
     }
     button.disabled = true;
@@ -1186,7 +1425,7 @@
       if (!r.ok) { HL.say(els.transferError, HL.errorText(r)); return; }
       els.transferNumber.value = "";
       var notice = "transferred";
-      if (conv.voice) notice = body.number ? "callTransferredOut" : "callTransferred";
+      if (conv.realtime) notice = body.number ? "callTransferredOut" : "callTransferred";
       setMode(conv, "unassigned", notice);
     });
   }
@@ -1248,8 +1487,8 @@
     if (conv.mode === "wrapup") return;
     setMode(conv, "wrapup");
     var text = conv.els.wrapup.querySelector(".wrapup-text");
-    if (disposition) tr(text, conv.voice ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + disposition, disposition) });
-    else tr(text, conv.voice ? "callWrapup" : "wrapup");
+    if (disposition) tr(text, conv.realtime ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + disposition, disposition) });
+    else tr(text, conv.realtime ? "callWrapup" : "wrapup");
     // A later language switch re-translates the disposition too.
     if (disposition) text.setAttribute("data-disposition", disposition);
     Object.keys(pending).forEach(function (k) { if (pending[k].conv === conv) replyFailed(pending[k], null, "chatClosed"); });
@@ -1301,9 +1540,9 @@
         // Screen pop: the tab opens in front (a call the agent just answered on the
         // phone included; the offer told us it is one before the details load).
         var was = offers[String(f.conversation_id)];
-        var channel = was && was.data ? was.data.channel : null;
+        var known = was && was.data ? was.data : null;
         removeOffer(String(f.conversation_id));
-        openConversation(f.conversation_id, "live", true, channel);
+        openConversation(f.conversation_id, "live", true, known);
         break;
       }
       case "call": onCallFrame(f); break;
@@ -1355,7 +1594,7 @@
   function tick() {
     renderStatus();
     Object.keys(offers).forEach(function (id) { renderOfferTimes(offers[id]); });
-    Object.keys(convs).forEach(function (id) { if (convs[id].voice && convs[id].call) renderTimer(convs[id]); });
+    Object.keys(convs).forEach(function (id) { if (convs[id].realtime && convs[id].call) renderTimer(convs[id]); });
   }
 
   // ------------------------------------------------------------ phone status
@@ -1392,7 +1631,7 @@
   }
 
   function signedIn(user) {
-    $("to-supervisor").hidden = !(user.role === "supervisor" || user.role === "admin");
+    $("to-supervisor").hidden = !HL.supervising(user);
     $("to-calls").hidden = false;
     phoneGen++;
     loadPhone(phoneGen);
@@ -1417,7 +1656,7 @@
     $("to-calls").hidden = true;
     Object.keys(offers).forEach(removeOffer);
     Object.keys(pending).forEach(function (k) { clearTimeout(pending[k].timer); delete pending[k]; });
-    Object.keys(convs).forEach(function (id) { convs[id].tab.remove(); convs[id].panel.remove(); delete convs[id]; });
+    Object.keys(convs).forEach(function (id) { stopTimers(convs[id]); convs[id].tab.remove(); convs[id].panel.remove(); delete convs[id]; });
     activeId = null;
     cannedCache = {};
     queuesPromise = null;
@@ -1437,8 +1676,9 @@
       if (conv.detail) { renderMeta(conv); renderHistory(conv, conv.detail.contact); }
       var wrap = conv.els.wrapup.querySelector(".wrapup-text");
       var d = wrap.getAttribute("data-disposition");
-      if (d) tr(wrap, conv.voice ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + d, d) });
-      if (conv.voice) { renderIvrPath(conv); renderTimer(conv); }
+      if (d) tr(wrap, conv.realtime ? "callWrapupWith" : "wrapupWith", { d: HL.tOr("disp_" + d, d) });
+      if (conv.realtime) { renderIvrPath(conv); renderTimer(conv); }
+      renderDeliveries(conv);
     });
   }
 

@@ -1,1 +1,48 @@
-"""The web chat channel: the citizen page, the embeddable widget and its WebSocket."""
+"""Web chat: the citizen page, ``widget.js`` and the ``/ws/chat`` connector.
+
+Its frame size, message rate and allowed origins are core settings
+(``HOTLINE_WS_*``, ``HOTLINE_ALLOWED_ORIGINS``); its own section holds the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from channel_connectors.webchat.connector import WebChatChannel
+from hotline.config import ConfigError, Settings
+from hotline.ports import ChannelContext
+
+NAME = "webchat"
+
+
+@dataclass(frozen=True)
+class WebChatSettings:
+    core: Settings
+    hello_timeout: float = 30.0  # seconds a new socket may stay open without a hello
+
+    def describe(self) -> dict[str, str]:
+        return {"hello_timeout": f"{self.hello_timeout:g}"}
+
+
+def load_settings(section: Mapping[str, str], core: Settings) -> WebChatSettings:
+    values: dict[str, float] = {}
+    for key, raw in section.items():
+        if key != "hello_timeout":
+            raise ConfigError(f"HOTLINE_WEBCHAT_{key.upper()}: unknown setting")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0.1 <= value <= 600:
+            raise ConfigError(
+                f"HOTLINE_WEBCHAT_HELLO_TIMEOUT: must be seconds between 0.1 and 600 (got {raw!r})"
+            )
+        values[key] = value
+    return WebChatSettings(core, **values)
+
+
+def setup(context: ChannelContext, settings: WebChatSettings) -> WebChatChannel:
+    channel = WebChatChannel(settings.core, context.inbox, hello_timeout=settings.hello_timeout)
+    channel.add_routes(context.app)
+    return channel

@@ -12,19 +12,21 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hotline.appkeys import HUB
-from hotline.channels import OutputChannel
+from hotline.clientip import bucket, request_address
 from hotline.config import Settings
-from hotline.hub import Hub, InvalidInput
 from hotline.lang import Lang, parse
 from hotline.messages import Inbound, Outbound
 from hotline.origin import origin_allowed
-from hotline.store.models import Conversation, ConversationState, Message
+from hotline.ports import Capabilities, Channel, HistoryItem, Inbox, InvalidInput, Opened
+from hotline.ratelimit import KeyedRateLimit
+from hotline.store.models import ConversationState
 from hotline.texts import TEXTS, say
 
 log = logging.getLogger(__name__)
@@ -54,31 +56,61 @@ class RateLimiter:
         return False
 
 
+def _hide_values(exc: BaseException) -> None:
+    """Keep SQL parameters (a citizen's text) out of a logged traceback.
+
+    SQLAlchemy's errors print the statement's parameters unless ``hide_parameters``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if hasattr(current, "hide_parameters"):
+            current.hide_parameters = True
+        current = current.__cause__ or current.__context__
+
+
 class FrameError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def _history_item(message: Message) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "from": message.author,
-        "text": message.text,
-        "at": message.created_at.isoformat(),
-    }
+class ConversationLimited(Exception):
+    """The client's address opened its share of new conversations for now."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many new conversations; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _history_item(message: HistoryItem) -> dict[str, Any]:
+    item: dict[str, Any] = {"from": message.author, "text": message.text, "at": message.at}
     if message.buttons:
-        item["buttons"] = message.buttons
+        item["buttons"] = list(message.buttons)
     if message.client_id:
         item["id"] = message.client_id
     return item
 
 
-class WebChatChannel(OutputChannel):
+class WebChatChannel(Channel):
     name = "webchat"
+    capabilities = Capabilities(media="chat", buttons=True)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, inbox: Inbox, *, hello_timeout: float = 30.0) -> None:
         self._settings = settings
+        self._inbox = inbox
+        self._hello_timeout = hello_timeout
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        # New conversations per client address (an upgrade counts as one: it is the
+        # socket's first conversation, so sockets pile up no faster than conversations).
+        per_address = settings.new_conversations_per_address
+        self._new_conversations = (
+            KeyedRateLimit(per_address, settings.new_conversations_window) if per_address else None
+        )
+
+    def how_to_try(self, origin: str) -> str | None:
+        return f"open {origin}/ and chat (the widget: {origin}/widget.js)"
 
     def add_routes(self, app: web.Application) -> None:
         app.on_shutdown.append(self._close_sockets)
@@ -142,12 +174,40 @@ class WebChatChannel(OutputChannel):
         ws = web.WebSocketResponse(
             max_msg_size=self._settings.ws_max_frame_bytes, heartbeat=30, autoping=True
         )
+        address = bucket(request_address(request, self._settings.trusted_proxies))
+        credit = 0  # new conversations this socket may open before asking the limit again
+        if self._new_conversations is not None and ws.can_prepare(request).ok:
+            wait = self._new_conversations.take(address)
+            if wait:
+                raise self._too_many(wait)
+            credit = 1
+
+        def admit() -> int:
+            """0 if this socket may open one more conversation, else seconds to wait."""
+            nonlocal credit
+            if self._new_conversations is None:
+                return 0
+            if credit:
+                credit -= 1
+                return 0
+            return self._new_conversations.take(address)
+
         await ws.prepare(request)
-        hub = request.app[HUB]
+        inbox = self._inbox
         limiter = RateLimiter(self._settings.ws_messages_per_minute)
-        conversation: Conversation | None = None
+        conversation: Opened | None = None
         try:
-            async for msg in ws:
+            while True:
+                # A socket that never says hello holds memory for nothing: it gets a while.
+                hello_wait = self._hello_timeout if conversation is None else None
+                try:
+                    msg = await ws.receive(timeout=hello_wait)
+                except TimeoutError:
+                    await self._error(ws, "hello_timeout", "no hello frame in time; reconnect")
+                    await ws.close(code=1008, message=b"hello timeout")
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if msg.type == WSMsgType.ERROR:
                     break
                 if msg.type != WSMsgType.TEXT:
@@ -160,36 +220,61 @@ class WebChatChannel(OutputChannel):
                     if frame["type"] in ("hello", "message") and not limiter.allow():
                         raise FrameError("rate_limited", "too many messages; slow down")
                     if frame["type"] == "hello":
-                        if conversation is not None:
-                            self._sockets[conversation.id].discard(ws)
-                        conversation = await self._hello(hub, ws, frame)
+                        # The socket leaves its conversation only once the new one stands:
+                        # a refused hello keeps it where it was.
+                        previous = conversation
+                        try:
+                            conversation = await self._hello(inbox, ws, frame, admit)
+                        except ConversationLimited as limited:
+                            await self._refuse_hello(ws, frame, limited.retry_after)
+                            continue
+                        if previous is not None and (
+                            previous.conversation_id != conversation.conversation_id
+                        ):
+                            self._sockets[previous.conversation_id].discard(ws)
                     elif conversation is None:
                         raise FrameError("hello_required", "send a hello frame first")
                     elif frame["type"] == "message":
-                        await self._message(hub, ws, conversation, frame)
+                        await self._message(inbox, ws, conversation, frame)
                     elif frame["type"] == "lang":
                         lang = parse(frame.get("lang"))
                         if lang is None:
                             raise FrameError("bad_lang", "lang must be zh or en")
-                        await hub.conversations.set_language(conversation.id, lang)
-                        conversation.language = lang
+                        await inbox.set_language(conversation.conversation_id, lang)
+                        conversation = replace(conversation, lang=lang)
                     elif frame["type"] == "ping":
                         await ws.send_json({"type": "pong"})
                 except (FrameError, InvalidInput) as exc:
                     # A rejected message's id lets the widget mark it failed; rate-limited
                     # ones carry none, so the widget keeps them and sends them again.
                     message_id = frame.get("id") if exc.code != "rate_limited" else None
-                    lang = parse(conversation.language) if conversation else None
+                    lang = conversation.lang if conversation else None
                     await self._error(ws, exc.code, self._explain(exc, lang), message_id)
                 except ConnectionResetError:
                     break  # the citizen went away mid-frame; what was stored stays stored
+                except Exception as exc:
+                    # A bug or a storage failure on one frame must not take the chat down.
+                    # No id: the widget keeps the message and sends it again later (stored
+                    # ones are deduplicated). The log names the frame, never its text.
+                    _hide_values(exc)
+                    log.exception(
+                        "chat frame failed",
+                        extra={
+                            "frame_type": frame.get("type"),
+                            "conversation_id": conversation.conversation_id
+                            if conversation
+                            else None,
+                        },
+                    )
+                    lang = conversation.lang if conversation else "zh"
+                    await self._error(ws, "internal", say("error_internal", lang))
         finally:
             if conversation is not None:
-                sockets = self._sockets.get(conversation.id)
+                sockets = self._sockets.get(conversation.conversation_id)
                 if sockets is not None:
                     sockets.discard(ws)
                     if not sockets:
-                        del self._sockets[conversation.id]
+                        del self._sockets[conversation.conversation_id]
         if ws.close_code == 1009:
             log.warning("websocket closed: frame too large")
         return ws
@@ -198,7 +283,8 @@ class WebChatChannel(OutputChannel):
     def _parse(data: str) -> dict[str, Any]:
         try:
             frame = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: nesting deep enough to exhaust the parser fits in a frame.
             raise FrameError("bad_json", "frame is not valid JSON") from exc
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise FrameError("bad_frame", "frame must be a JSON object with a string 'type'")
@@ -206,50 +292,94 @@ class WebChatChannel(OutputChannel):
             raise FrameError("unknown_type", f"unknown frame type {frame['type'][:20]!r}")
         return frame
 
-    async def _hello(
-        self, hub: Hub, ws: web.WebSocketResponse, frame: dict[str, Any]
-    ) -> Conversation:
+    @staticmethod
+    def _too_many(retry_after: int) -> web.HTTPException:
+        """429 for an upgrade past the address's limit: before the socket opens."""
+        log.warning("chat upgrade refused: address over its limit", extra={"retry": retry_after})
+        body = {
+            "error": "too_many_conversations",
+            "message": say("error_too_many_conversations", "en", retry_after=retry_after),
+            "message_zh": say("error_too_many_conversations", "zh", retry_after=retry_after),
+            "retry_after": retry_after,
+        }
+        return web.HTTPTooManyRequests(
+            text=json.dumps(body, ensure_ascii=False),
+            content_type="application/json",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @staticmethod
+    async def _refuse_hello(
+        ws: web.WebSocketResponse, frame: dict[str, Any], retry_after: int
+    ) -> None:
+        """A hello that would open one conversation too many: the socket stays as it was."""
+        log.warning("chat hello refused: address over its limit", extra={"retry": retry_after})
         lang: Lang = parse(frame.get("lang")) or "zh"
+        if not ws.closed:
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "code": "too_many_conversations",
+                    "message": say("error_too_many_conversations", lang, retry_after=retry_after),
+                    "retry_after": retry_after,
+                }
+            )
+
+    async def _hello(
+        self,
+        inbox: Inbox,
+        ws: web.WebSocketResponse,
+        frame: dict[str, Any],
+        admit: Callable[[], int] = lambda: 0,
+    ) -> Opened:
+        raw_lang = frame.get("lang")
+        if raw_lang is not None and parse(raw_lang) is None:
+            raise FrameError("bad_lang", "lang must be zh or en")
+        lang: Lang = parse(raw_lang) or "zh"
         resume = frame.get("resume")
         conversation = None
         token = None
         if resume is not None:
             if not isinstance(resume, str) or not _TOKEN.match(resume):
                 raise FrameError("bad_resume", "resume token is malformed")
-            conversation = await hub.conversations.resume(resume)
+            conversation = await inbox.resume(resume)
             token = resume
         resumed = conversation is not None
         unit = frame.get("unit")
         if unit is not None and (not isinstance(unit, str) or not _UNIT.match(unit)):
             raise FrameError("bad_unit", "unit must be an org unit id")
         if conversation is None:
-            conversation, token = await hub.conversations.open(self.name, lang, org_unit=unit)
-        self._sockets[conversation.id].add(ws)
+            wait = admit()
+            if wait:
+                raise ConversationLimited(wait)
+            conversation = await inbox.open(self.name, lang, org_unit=unit)
+            token = conversation.resume_token
+        self._sockets[conversation.conversation_id].add(ws)
         await ws.send_json(
             {
                 "type": "welcome",
-                "conversation_id": conversation.id,
+                "conversation_id": conversation.conversation_id,
                 "resume": token,
                 "resumed": resumed,
-                "state": conversation.state,
-                "lang": conversation.language,
+                "state": conversation.state.value,
+                "lang": conversation.lang,
             }
         )
         if resumed:
-            history = await hub.conversations.history(conversation.id, citizen_view=True)
+            history = await inbox.history(conversation.conversation_id)
             await ws.send_json({"type": "history", "messages": [_history_item(m) for m in history]})
-            place = hub.handoff.position(conversation.id) if hub.handoff else None
+            place = inbox.position(conversation.conversation_id)
             if place is not None:
                 await ws.send_json({"type": "queue", "position": place[0], "eta_seconds": place[1]})
         else:
-            hub.greet(conversation.id)
+            inbox.greet(conversation.conversation_id)
         return conversation
 
     async def _message(
         self,
-        hub: Hub,
+        inbox: Inbox,
         ws: web.WebSocketResponse,
-        conversation: Conversation,
+        conversation: Opened,
         frame: dict[str, Any],
     ) -> None:
         client_id, text, payload = frame.get("id"), frame.get("text"), frame.get("payload")
@@ -260,19 +390,19 @@ class WebChatChannel(OutputChannel):
         if payload is not None and not isinstance(payload, str):
             raise FrameError("bad_payload", "payload must be a string")
         inbound = Inbound(
-            conversation_id=conversation.id,
+            conversation_id=conversation.conversation_id,
             client_id=client_id,
             text=text,
             payload=payload,
         )
-        accepted = await hub.accept(inbound)
+        accepted = await inbox.accept(inbound)
         ack: dict[str, Any] = {"type": "ack", "id": client_id}
         if accepted.duplicate:
             ack["duplicate"] = True
         try:
             await ws.send_json(ack)
         finally:
-            hub.dispatch(inbound, accepted)  # stored: it is answered even if the socket died
+            inbox.dispatch(inbound, accepted)  # stored: it is answered even if the socket died
 
     def _explain(self, exc: Exception, lang: Lang | None) -> str:
         """What the citizen reads: their language for what they can fix, else the reason."""

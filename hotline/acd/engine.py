@@ -7,6 +7,14 @@ of the event sequence and lets the service rebuild the engine after a crash.
 
 Rules worth knowing beyond the names:
 
+* A contact's kind is its media kind (``Media``), as its channel declares it; the engine
+  never sees channel names. ``realtime`` (a call) goes only to an agent with a phone and
+  no other realtime or chat contact, and is that agent's only live work while it lasts.
+  ``chat`` counts against the agent's chat ``capacity``. ``deferred`` (work that waits:
+  mail, text-message threads) counts only against the agent's ``deferred_capacity``: it
+  does not keep the agent from a chat or a call, but an agent in a call is not offered
+  any. An agent has at most one offer outstanding, of whatever kind.
+
 * Service order in a queue: higher priority first, then earlier *original* arrival (kept
   through overflow, transfer and requeue). An offer never skips an earlier contact of the same
   queue that the agent could take, except contacts targeted at an agent or held for their
@@ -40,15 +48,17 @@ Strategy = Literal[
 ]
 Presence = Literal["offline", "ready", "busy", "break"]
 AgentStateName = Literal["offline", "ready", "busy", "break", "wrap_up"]
-Channel = Literal["chat", "voice"]
+# A contact's media kind, what its channel declares (``hotline.ports.MediaKind``).
+Media = Literal["realtime", "chat", "deferred"]
 ContactState = Literal["waiting", "offered", "assigned"]
 
 STRATEGIES: frozenset[str] = frozenset(
     ("linear", "round_robin", "fewest_answered", "longest_idle", "agent_priority", "sticky")
 )
 PRESENCES: frozenset[str] = frozenset(("offline", "ready", "busy", "break"))
-CHANNELS: frozenset[str] = frozenset(("chat", "voice"))
+MEDIA: tuple[Media, ...] = ("realtime", "chat", "deferred")
 DEFAULT_HANDLE_TIME = 120.0
+DEFAULT_DEFERRED_CAPACITY = 10
 HANDLE_TIME_WEIGHT = 0.2  # EWMA weight of the newest handle time
 
 
@@ -125,7 +135,7 @@ class ContactArrived:
     queue_id: str
     now: float
     priority: int = 0
-    channel: Channel = "chat"
+    media: Media = "chat"
     key: str | None = None  # checked against the blacklist
     last_agent_id: str | None = None
     target_agent_id: str | None = None  # only this agent may be offered the contact
@@ -285,6 +295,7 @@ class AgentView:
     capacity: int = 0
     idle_since: float = 0.0
     wrap_until: float | None = None
+    deferred_capacity: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +308,7 @@ class ContactView:
     entered_queue_at: float
     visited: tuple[str, ...]
     target_agent_id: str | None
-    channel: Channel
+    media: Media
     held_for: str | None = None  # sticky: waiting for this agent only
     last_agent_id: str | None = None
     declined: tuple[tuple[str, float], ...] = ()  # (agent, not offered again before)
@@ -316,7 +327,6 @@ class _Contact:
         "alive",
         "arrived_at",
         "assigned_at",
-        "channel",
         "declined",
         "entered_queue_at",
         "expires_at",
@@ -324,6 +334,7 @@ class _Contact:
         "id",
         "key",
         "last_agent_id",
+        "media",
         "offer_epoch",
         "priority",
         "queue_id",
@@ -342,14 +353,14 @@ class _Contact:
         contact_id: str,
         queue_id: str,
         priority: int,
-        channel: Channel,
+        media: Media,
         arrived_at: float,
         seq: int,
     ) -> None:
         self.id = contact_id
         self.queue_id = queue_id
         self.priority = priority
-        self.channel: Channel = channel
+        self.media: Media = media
         self.arrived_at = arrived_at
         self.entered_queue_at = arrived_at
         self.skey: _Key = (-priority, arrived_at, seq, contact_id)
@@ -375,16 +386,19 @@ class _Agent:
     __slots__ = (
         "active",
         "answered",
-        "can_chat",
-        "can_voice",
+        "can",
         "capacity",
         "contacts",
+        "deferred_capacity",
         "held",
         "id",
         "idle_since",
         "mem_active",
         "memberships",
         "missed",
+        "n_chat",
+        "n_deferred",
+        "n_realtime",
         "offer",
         "phone",
         "presence",
@@ -394,14 +408,14 @@ class _Agent:
         "state_reason",
         "sticky",
         "targeted",
-        "voice",
         "wrap_epoch",
         "wrap_until",
     )
 
-    def __init__(self, agent_id: str, capacity: int) -> None:
+    def __init__(self, agent_id: str, capacity: int, deferred_capacity: int) -> None:
         self.id = agent_id
-        self.capacity = capacity
+        self.capacity = capacity  # chat contacts at once
+        self.deferred_capacity = deferred_capacity  # deferred contacts at once
         self.presence: Presence = "offline"
         self.reason: str | None = None
         self.state: AgentStateName = "offline"
@@ -411,7 +425,9 @@ class _Agent:
         self.answered = 0
         self.missed = 0
         self.contacts: dict[str, _Contact] = {}  # assigned
-        self.voice = 0  # assigned voice contacts
+        self.n_realtime = 0  # assigned contacts by media kind
+        self.n_chat = 0
+        self.n_deferred = 0
         self.phone = True  # has a phone: may be offered calls
         self.offer: _Contact | None = None
         self.wrap_until: float | None = None
@@ -419,10 +435,9 @@ class _Agent:
         self.memberships: dict[str, Membership] = {}  # in set_memberships order
         self.mem_active: dict[str, bool] = {}  # by schedule
         self.active: dict[str, _Queue] = {}  # existing queues with an active membership
-        self.can_chat = False
-        self.can_voice = False
-        self.targeted: dict[str, Any] = {}  # channel -> SortedList of keys
-        self.held: dict[str, Any] = {}  # channel -> SortedList of keys (sticky holds)
+        self.can: dict[str, bool] = dict.fromkeys(MEDIA, False)  # may be offered, by media
+        self.targeted: dict[str, Any] = {}  # media -> SortedList of keys
+        self.held: dict[str, Any] = {}  # media -> SortedList of keys (sticky holds)
         self.sticky: dict[str, _Contact] = {}  # waiting sticky contacts naming this agent
 
 
@@ -430,10 +445,12 @@ class _Queue:
     __slots__ = (
         "active",
         "all",
-        "avail_chat",
-        "avail_voice",
+        "avail",
         "capacity",
         "cfg",
+        "deferred",
+        "deferred_capacity",
+        "deferred_handle_time",
         "general",
         "handle_time",
         "id",
@@ -450,21 +467,23 @@ class _Queue:
     def __init__(self, cfg: QueueConfig, order: dict[str, int]) -> None:
         self.id = cfg.id
         self.cfg = cfg
-        self.general: dict[str, Any] = {"chat": SortedList(), "voice": SortedList()}
+        self.general: dict[str, Any] = {m: SortedList() for m in MEDIA}
         self.all: Any = SortedList()  # every waiting contact, for positions
+        self.deferred: Any = SortedList()  # the deferred ones among them
         self.prio_counts: dict[int, int] = {}
         self.offered: dict[str, _Contact] = {}
         self.overflowed_in = 0
         self.members: dict[str, Membership] = {}
         self.order = order  # agent -> linear position (first added first)
         self.active: dict[str, _Agent] = {}
-        self.avail_chat: dict[str, _Agent] = {}
-        self.avail_voice: dict[str, _Agent] = {}
+        self.avail: dict[str, dict[str, _Agent]] = {m: {} for m in MEDIA}  # may be offered
         self.staffed = 0  # active members not offline
         self.ready = 0  # active members reported ready
         self.capacity = 0  # chat capacity of the staffed members
+        self.deferred_capacity = 0  # deferred capacity of the staffed members
         self.rr_last: str | None = None
-        self.handle_time = DEFAULT_HANDLE_TIME
+        self.handle_time = DEFAULT_HANDLE_TIME  # live work (realtime and chat)
+        self.deferred_handle_time = DEFAULT_HANDLE_TIME
 
 
 class _Schedule:
@@ -575,24 +594,32 @@ class AcdEngine:
         self._settle(out)
         return out
 
-    def set_agent(self, agent_id: str, capacity: int = 3, *, phone: bool = True) -> None:
-        """Create an agent (offline) or update its chat capacity and whether it has a phone."""
+    def set_agent(
+        self,
+        agent_id: str,
+        capacity: int = 3,
+        *,
+        phone: bool = True,
+        deferred_capacity: int = DEFAULT_DEFERRED_CAPACITY,
+    ) -> None:
+        """Create an agent (offline) or update its chat capacity, whether it has a phone
+        (may be offered realtime contacts) and its deferred capacity."""
         if capacity < 0:
             raise AcdError("capacity must be >= 0")
+        if deferred_capacity < 0:
+            raise AcdError("deferred_capacity must be >= 0")
         a = self._agents.get(agent_id)
         if a is None:
-            a = self._agents[agent_id] = _Agent(agent_id, capacity)
+            a = self._agents[agent_id] = _Agent(agent_id, capacity, deferred_capacity)
             a.phone = phone
             return
-        if a.phone != phone:
-            a.phone = phone
-            self._sync(a, self._pending)
-        if a.capacity == capacity:
+        if (a.phone, a.capacity, a.deferred_capacity) == (phone, capacity, deferred_capacity):
             return
         if a.state != "offline":
             for q in a.active.values():
                 q.capacity += capacity - a.capacity
-        a.capacity = capacity
+                q.deferred_capacity += deferred_capacity - a.deferred_capacity
+        a.phone, a.capacity, a.deferred_capacity = phone, capacity, deferred_capacity
         self._sync(a, self._pending)
 
     def set_memberships(self, agent_id: str, memberships: Sequence[Membership]) -> None:
@@ -654,12 +681,24 @@ class AcdEngine:
         reason: str | None,
         since: float,
         answered: int = 0,
+        deferred_capacity: int | None = None,
     ) -> None:
-        """Rebuild an agent after a crash; emits nothing."""
+        """Rebuild an agent after a crash; emits nothing.
+
+        Whether it has a phone, and its deferred capacity unless given, stay as
+        ``set_agent`` left them.
+        """
         if presence not in PRESENCES:
             raise AcdError(f"unknown presence {presence!r}")
         a = self._agents.get(agent_id)
-        self.set_agent(agent_id, capacity, phone=a.phone if a is not None else True)
+        if deferred_capacity is None:
+            deferred_capacity = a.deferred_capacity if a is not None else DEFAULT_DEFERRED_CAPACITY
+        self.set_agent(
+            agent_id,
+            capacity,
+            phone=a.phone if a is not None else True,
+            deferred_capacity=deferred_capacity,
+        )
         a = self._agents[agent_id]
         was_offline = a.presence == "offline"
         a.presence, a.reason, a.answered = presence, reason, answered
@@ -674,7 +713,7 @@ class AcdEngine:
         contact_id: str,
         queue_id: str,
         priority: int,
-        channel: Channel,
+        media: Media,
         arrived_at: float,
         entered_queue_at: float,
         visited: Sequence[str],
@@ -691,9 +730,9 @@ class AcdEngine:
         """
         if contact_id in self._contacts:
             raise AcdError(f"duplicate contact {contact_id!r}")
-        if channel not in CHANNELS:
-            raise AcdError(f"unknown channel {channel!r}")
-        c = self._new_contact(contact_id, queue_id, priority, channel, arrived_at)
+        if media not in MEDIA:
+            raise AcdError(f"unknown media kind {media!r}")
+        c = self._new_contact(contact_id, queue_id, priority, media, arrived_at)
         c.visited = list(dict.fromkeys([*visited, queue_id]))
         c.key, c.last_agent_id = key, last_agent_id
         c.target_agent_id = target_agent_id if target_agent_id in self._agents else None
@@ -737,8 +776,8 @@ class AcdEngine:
     def _arrived(self, ev: ContactArrived, out: list[Decision]) -> None:
         if ev.contact_id in self._contacts:
             raise AcdError(f"duplicate contact {ev.contact_id!r}")
-        if ev.channel not in CHANNELS:
-            raise AcdError(f"unknown channel {ev.channel!r}")
+        if ev.media not in MEDIA:
+            raise AcdError(f"unknown media kind {ev.media!r}")
         if ev.target_agent_id is not None and ev.target_agent_id not in self._agents:
             raise AcdError(f"unknown agent {ev.target_agent_id!r}")
         if ev.key is not None and ev.key in self._blacklist:
@@ -749,7 +788,7 @@ class AcdEngine:
             out.append(Fallback(ev.contact_id, "unknown_queue"))
             return
         arrived = ev.now if ev.arrived_at is None else ev.arrived_at
-        c = self._new_contact(ev.contact_id, q.id, ev.priority, ev.channel, arrived)
+        c = self._new_contact(ev.contact_id, q.id, ev.priority, ev.media, arrived)
         c.key, c.last_agent_id, c.target_agent_id = ev.key, ev.last_agent_id, ev.target_agent_id
         self._contacts[c.id] = c
         self._enter(c, q)
@@ -837,13 +876,17 @@ class AcdEngine:
         out.append(Released(c.id, a.id))
         q = self._queues.get(c.queue_id)
         if q is not None and c.assigned_at is not None:
-            q.handle_time += HANDLE_TIME_WEIGHT * ((ev.now - c.assigned_at) - q.handle_time)
+            took = ev.now - c.assigned_at
+            if c.media == "deferred":
+                q.deferred_handle_time += HANDLE_TIME_WEIGHT * (took - q.deferred_handle_time)
+            else:
+                q.handle_time += HANDLE_TIME_WEIGHT * (took - q.handle_time)
         wrap = q.cfg.wrap_up if q is not None else 0.0
         if wrap > 0 and a.presence != "offline":
             a.wrap_until = max(a.wrap_until or 0.0, ev.now + wrap)
             a.wrap_epoch += 1
             self._push(a.wrap_until, _WRAP, a, a.wrap_epoch)
-        elif not a.contacts and a.wrap_until is None:
+        elif not (a.n_realtime or a.n_chat) and a.wrap_until is None:
             a.idle_since = ev.now
         self._sync(a, out)
 
@@ -861,7 +904,7 @@ class AcdEngine:
             assert a is not None
             self._detach(a, c)
             old_agent = a.id
-            if not a.contacts and a.wrap_until is None:
+            if not (a.n_realtime or a.n_chat) and a.wrap_until is None:
                 a.idle_since = ev.now
         elif c.state == "offered":
             a = self._detach_offer(c)
@@ -900,35 +943,49 @@ class AcdEngine:
                 a = obj
                 if a.wrap_epoch == token and a.wrap_until is not None:
                     a.wrap_until = None
-                    if not a.contacts:
+                    if not (a.n_realtime or a.n_chat):
                         a.idle_since = when
                     self._sync(a, out)
             else:  # _RETRY: an agent may be offered a contact it declined again
                 c = obj
                 if c.alive and c.state == "waiting":
                     a = self._agents[token]
-                    if a.can_chat or a.can_voice:
+                    if a.can[c.media]:
                         self._dirty_agents[a.id] = a
 
     # ==================================================================== queries
     def position(self, contact_id: str) -> int | None:
-        """1-based place among the waiting contacts of its queue, in service order."""
+        """1-based place among the waiting contacts of its queue, in service order.
+
+        Deferred work and live work (realtime, chat) are counted apart: they are taken
+        against different capacities, so neither waits behind the other.
+        """
         c = self._contacts.get(contact_id)
         if c is None or c.state != "waiting":
             return None
-        return int(self._queues[c.queue_id].all.bisect_left(c.skey)) + 1
+        q = self._queues[c.queue_id]
+        deferred_before = int(q.deferred.bisect_left(c.skey))
+        if c.media == "deferred":
+            return deferred_before + 1
+        return int(q.all.bisect_left(c.skey)) - deferred_before + 1
 
     def eta(self, contact_id: str) -> float | None:
-        """Estimated seconds to wait: rounds of the staffed capacity times handle time."""
+        """Estimated seconds to wait: rounds of the staffed capacity times handle time
+        (for deferred work its own capacity and handle time)."""
         place = self.position(contact_id)
         if place is None:
             return None
-        q = self._queues[self._contacts[contact_id].queue_id]
+        c = self._contacts[contact_id]
+        q = self._queues[c.queue_id]
+        if c.media == "deferred":
+            return math.ceil(place / max(1, q.deferred_capacity)) * q.deferred_handle_time
         return math.ceil(place / max(1, q.capacity)) * q.handle_time
 
-    def handle_time(self, queue_id: str) -> float:
-        """Extra: the queue's average handle time (EWMA of assigned-to-ended seconds)."""
-        return self._queue(queue_id).handle_time
+    def handle_time(self, queue_id: str, media: Media = "chat") -> float:
+        """Extra: the queue's average handle time (EWMA of assigned-to-ended seconds) of
+        live work (realtime and chat), or of deferred work."""
+        q = self._queue(queue_id)
+        return q.deferred_handle_time if media == "deferred" else q.handle_time
 
     def queue_stats(self, queue_id: str) -> QueueStats:
         q = self._queue(queue_id)
@@ -960,6 +1017,7 @@ class AcdEngine:
             capacity=a.capacity,
             idle_since=a.idle_since,
             wrap_until=a.wrap_until,
+            deferred_capacity=a.deferred_capacity,
         )
 
     def contact_view(self, contact_id: str) -> ContactView | None:
@@ -975,7 +1033,7 @@ class AcdEngine:
             entered_queue_at=c.entered_queue_at,
             visited=tuple(c.visited),
             target_agent_id=c.target_agent_id,
-            channel=c.channel,
+            media=c.media,
             held_for=c.held_for.id if c.held_for is not None else None,
             last_agent_id=c.last_agent_id,
             declined=tuple(c.declined.items()),
@@ -1001,7 +1059,9 @@ class AcdEngine:
                     "overflowed_in": q.overflowed_in,
                     "members": sorted(q.members, key=lambda aid: q.order.get(aid, 0)),
                     "active": sorted(q.active),
-                    "available": sorted(q.avail_chat),
+                    "available": sorted(q.avail["chat"]),
+                    "available_realtime": sorted(q.avail["realtime"]),
+                    "available_deferred": sorted(q.avail["deferred"]),
                     "agents_logged_in": q.staffed,
                     "agents_ready": q.ready,
                     "round_robin_last": q.rr_last,
@@ -1017,6 +1077,7 @@ class AcdEngine:
                     "presence": a.presence,
                     "presence_reason": a.reason,
                     "capacity": a.capacity,
+                    "deferred_capacity": a.deferred_capacity,
                     "contacts": list(a.contacts),
                     "offer": a.offer.id if a.offer is not None else None,
                     "answered": a.answered,
@@ -1048,7 +1109,7 @@ class AcdEngine:
                     "state": c.state,
                     "agent_id": c.agent.id if c.agent is not None else None,
                     "priority": c.priority,
-                    "channel": c.channel,
+                    "media": c.media,
                     "arrived_at": c.arrived_at,
                     "entered_queue_at": c.entered_queue_at,
                     "visited": list(c.visited),
@@ -1085,10 +1146,10 @@ class AcdEngine:
         heapq.heappush(self._timers, (when, self._seq, kind, obj, token))
 
     def _new_contact(
-        self, contact_id: str, queue_id: str, priority: int, channel: Channel, arrived: float
+        self, contact_id: str, queue_id: str, priority: int, media: Media, arrived: float
     ) -> _Contact:
         self._seq += 1
-        return _Contact(contact_id, queue_id, priority, channel, arrived, self._seq)
+        return _Contact(contact_id, queue_id, priority, media, arrived, self._seq)
 
     def _waiting(self, q: _Queue) -> list[_Contact]:
         return [self._contacts[key[3]] for key in q.all]
@@ -1153,13 +1214,13 @@ class AcdEngine:
         if a.state != "offline":
             q.staffed += 1
             q.capacity += a.capacity
+            q.deferred_capacity += a.deferred_capacity
         if a.state == "ready":
             q.ready += 1
-        if a.can_chat:
-            q.avail_chat[a.id] = a
-            self._dirty_agents[a.id] = a
-        if a.can_voice:
-            q.avail_voice[a.id] = a
+        for media, can in a.can.items():
+            if can:
+                q.avail[media][a.id] = a
+                self._dirty_agents[a.id] = a
 
     def _part(self, q: _Queue, a: _Agent) -> None:
         del a.active[q.id]
@@ -1167,12 +1228,13 @@ class AcdEngine:
         if a.state != "offline":
             q.staffed -= 1
             q.capacity -= a.capacity
+            q.deferred_capacity -= a.deferred_capacity
             if not q.staffed:
                 self._unstaffed[q.id] = None
         if a.state == "ready":
             q.ready -= 1
-        q.avail_chat.pop(a.id, None)
-        q.avail_voice.pop(a.id, None)
+        for pool in q.avail.values():
+            pool.pop(a.id, None)
 
     def _sync(self, a: _Agent, out: list[Decision]) -> None:
         """Recompute the reported state (emit on change) and where ``a`` is available."""
@@ -1181,7 +1243,7 @@ class AcdEngine:
             reason = a.reason
         elif a.wrap_until is not None:
             state, reason = "wrap_up", None
-        elif a.voice or len(a.contacts) >= a.capacity:
+        elif a.n_realtime or a.n_chat >= a.capacity:  # deferred work does not make busy
             state, reason = "busy", "capacity"
         else:
             state, reason = "ready", None
@@ -1194,41 +1256,54 @@ class AcdEngine:
                 for q in a.active.values():
                     q.staffed += logged
                     q.capacity += logged * a.capacity
+                    q.deferred_capacity += logged * a.deferred_capacity
                     q.ready += ready
                     if logged < 0 and not q.staffed:
                         self._unstaffed[q.id] = None
             out.append(AgentStateChanged(a.id, state, reason))
-        free = a.presence == "ready" and a.wrap_until is None and a.offer is None
-        can_chat = free and not a.voice and len(a.contacts) < a.capacity
-        can_voice = free and a.phone and not a.contacts and a.capacity > 0
-        if can_chat != a.can_chat:
-            a.can_chat = can_chat
-            for q in a.active.values():
-                if can_chat:
-                    q.avail_chat[a.id] = a
-                else:
-                    del q.avail_chat[a.id]
-            if can_chat:
-                self._dirty_agents[a.id] = a
-        if can_voice != a.can_voice:
-            a.can_voice = can_voice
-            for q in a.active.values():
-                if can_voice:
-                    q.avail_voice[a.id] = a
-                else:
-                    del q.avail_voice[a.id]
-            if can_voice:
-                self._dirty_agents[a.id] = a
+        # In a call: nothing else. Deferred work never keeps the agent from live work.
+        if a.presence == "ready" and a.wrap_until is None and a.offer is None and not a.n_realtime:
+            realtime = a.phone and not a.n_chat and a.capacity > 0
+            chat = a.n_chat < a.capacity
+            deferred = a.n_deferred < a.deferred_capacity
+        else:
+            realtime = chat = deferred = False
+        can = a.can
+        if can["chat"] != chat:
+            self._set_can(a, "chat", chat)
+        if can["realtime"] != realtime:
+            self._set_can(a, "realtime", realtime)
+        if can["deferred"] != deferred:
+            self._set_can(a, "deferred", deferred)
+
+    def _set_can(self, a: _Agent, media: str, can: bool) -> None:
+        """Whether ``a`` may be offered ``media`` now: the pools of its active queues."""
+        a.can[media] = can
+        for q in a.active.values():
+            if can:
+                q.avail[media][a.id] = a
+            else:
+                del q.avail[media][a.id]
+        if can:
+            self._dirty_agents[a.id] = a
 
     def _attach(self, a: _Agent, c: _Contact) -> None:
         a.contacts[c.id] = c
-        if c.channel == "voice":
-            a.voice += 1
+        if c.media == "chat":
+            a.n_chat += 1
+        elif c.media == "realtime":
+            a.n_realtime += 1
+        else:
+            a.n_deferred += 1
 
     def _detach(self, a: _Agent, c: _Contact) -> None:
         del a.contacts[c.id]
-        if c.channel == "voice":
-            a.voice -= 1
+        if c.media == "chat":
+            a.n_chat -= 1
+        elif c.media == "realtime":
+            a.n_realtime -= 1
+        else:
+            a.n_deferred -= 1
         c.agent = None
 
     def _detach_offer(self, c: _Contact) -> _Agent:
@@ -1296,19 +1371,21 @@ class AcdEngine:
 
     def _place(self, c: _Contact, q: _Queue) -> None:
         """Put a waiting contact where routing looks for it: its target's list, its sticky
-        agent's hold list, or the queue's general list for its channel."""
+        agent's hold list, or the queue's general list for its media kind."""
         c.state = "waiting"
         key = c.skey
         q.all.add(key)
+        if c.media == "deferred":
+            q.deferred.add(key)
         q.prio_counts[c.priority] = q.prio_counts.get(c.priority, 0) + 1
         if c.target_agent_id is not None:
             t = self._agents[c.target_agent_id]
-            lst = t.targeted.get(c.channel)
+            lst = t.targeted.get(c.media)
             if lst is None:
-                lst = t.targeted[c.channel] = SortedList()
+                lst = t.targeted[c.media] = SortedList()
             lst.add(key)
             c.slot = lst
-            if t.can_chat or t.can_voice:
+            if t.can[c.media]:
                 self._dirty_agents[t.id] = t
             return
         cfg = q.cfg
@@ -1323,16 +1400,16 @@ class AcdEngine:
                 la.sticky[c.id] = c
                 c.sticky_agent = la
                 if la.presence != "offline" and q.id in la.active:
-                    lst = la.held.get(c.channel)
+                    lst = la.held.get(c.media)
                     if lst is None:
-                        lst = la.held[c.channel] = SortedList()
+                        lst = la.held[c.media] = SortedList()
                     lst.add(key)
                     c.slot = lst
                     c.held_for = la
-                    if la.can_chat or la.can_voice:
+                    if la.can[c.media]:
                         self._dirty_agents[la.id] = la
                     return
-        lst = q.general[c.channel]
+        lst = q.general[c.media]
         lst.add(key)
         c.slot = lst
         self._dirty_queues[q.id] = q
@@ -1342,6 +1419,8 @@ class AcdEngine:
         c.slot.remove(c.skey)
         c.slot = None
         q.all.remove(c.skey)
+        if c.media == "deferred":
+            q.deferred.remove(c.skey)
         q.prio_counts[c.priority] -= 1
         if c.sticky_agent is not None:
             del c.sticky_agent.sticky[c.id]
@@ -1416,7 +1495,7 @@ class AcdEngine:
 
     def _pick(self, q: _Queue, c: _Contact) -> _Agent | None:
         """The queue strategy's choice among the agents that may be offered ``c`` now."""
-        pool = q.avail_voice if c.channel == "voice" else q.avail_chat
+        pool = q.avail[c.media]
         if not pool:
             return None
         cands: list[_Agent]
@@ -1468,11 +1547,11 @@ class AcdEngine:
         self._sync(a, out)
 
     def _first_offerable(
-        self, q: _Queue, channel: str, limit: _Key | None
+        self, q: _Queue, media: str, limit: _Key | None
     ) -> tuple[_Contact, _Agent] | None:
-        """The first contact of ``q``'s general ``channel`` list that someone may take now
+        """The first contact of ``q``'s general ``media`` list that someone may take now
         (before ``limit``), with the agent the strategy picks for it."""
-        for key in q.general[channel]:
+        for key in q.general[media]:
             if limit is not None and key > limit:
                 return None
             c = self._contacts[key[3]]
@@ -1480,21 +1559,23 @@ class AcdEngine:
             if a is not None:
                 return c, a
             if not c.declined:
-                return None  # nobody available for this channel: the rest wait too
+                return None  # nobody available for this media kind: the rest wait too
         return None
 
     def _route_queue(self, q: _Queue, out: list[Decision]) -> None:
         """Offer the queue's contacts in service order while someone can take them.
 
-        Chat and voice wait in separate lists (different agents can take them); the earlier
-        of the two offerable heads goes first, so FIFO holds across channels too.
+        Each media kind waits in its own list (different agents can take them); the earliest
+        of the offerable heads goes first, so FIFO holds across media kinds too.
         """
-        while q.avail_chat:
-            best = self._first_offerable(q, "chat", None) if q.general["chat"] else None
-            if q.general["voice"] and q.avail_voice:
-                voice = self._first_offerable(q, "voice", best[0].skey if best else None)
-                if voice is not None:
-                    best = voice
+        avail, general = q.avail, q.general
+        while avail["chat"] or avail["realtime"] or avail["deferred"]:
+            best: tuple[_Contact, _Agent] | None = None
+            for media in MEDIA:
+                if general[media] and avail[media]:
+                    found = self._first_offerable(q, media, best[0].skey if best else None)
+                    if found is not None:
+                        best = found
             if best is None:
                 return
             self._offer(best[0], best[1], out)
@@ -1503,13 +1584,15 @@ class AcdEngine:
         """``a`` can take more: its best contact across its queues (targeted and held first,
         then lowest penalty, then service order). The queue strategy still picks the agent,
         in case several became available at once."""
-        while a.can_chat or a.can_voice:
-            channels = ("chat", "voice") if a.can_voice else ("chat",)
+        while True:
+            kinds = [m for m, can in a.can.items() if can]
+            if not kinds:
+                return
             best_rank: tuple[int, int, _Key] | None = None
             best: _Contact | None = None
             for lists in (a.targeted, a.held):
-                for ch in channels:
-                    lst = lists.get(ch)
+                for media in kinds:
+                    lst = lists.get(media)
                     if lst:
                         rank = (0, 0, lst[0])
                         if best_rank is None or rank < best_rank:
@@ -1519,8 +1602,8 @@ class AcdEngine:
                 return
             for qid, q in a.active.items():
                 penalty = a.memberships[qid].penalty
-                for ch in channels:
-                    for key in q.general[ch]:
+                for media in kinds:
+                    for key in q.general[media]:
                         rank = (1, penalty, key)
                         if best_rank is not None and rank >= best_rank:
                             break

@@ -16,13 +16,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.acd.engine import (
+    MEDIA,
     AcceptRefused,
     AcdEngine,
     AgentStateChanged,
@@ -33,6 +34,7 @@ from hotline.acd.engine import (
     Decision,
     Event,
     Fallback,
+    Media,
     Membership,
     Offer,
     OfferAccepted,
@@ -63,6 +65,9 @@ from hotline.store.models import (
 )
 from hotline.store.models import AgentStatus as AgentStatusRow
 
+if TYPE_CHECKING:
+    from hotline.channels import ChannelRegistry
+
 log = logging.getLogger(__name__)
 
 VIP_PRIORITY = 2
@@ -81,6 +86,11 @@ class AgentPush(Protocol):
 class CitizenSide(Protocol):
     """What the service needs from the conversation hub."""
 
+    @property
+    def channels(self) -> ChannelRegistry:
+        """The channels, for the media kind each declares (what the ACD routes by)."""
+        ...
+
     async def set_state(
         self, conversation_id: str, state: ConversationState, reason: str | None = None
     ) -> None: ...
@@ -93,7 +103,7 @@ class CitizenSide(Protocol):
 
 
 class PhoneSide(Protocol):
-    """Phone calls: an offer rings the agent's phone, a withdrawn one stops it."""
+    """Realtime contacts (calls): an offer rings the agent's phone, a withdrawn one stops it."""
 
     async def offered(self, conversation_id: str, agent_id: str, expires_at: float) -> None: ...
 
@@ -119,6 +129,15 @@ def _ts(moment: dt.datetime) -> float:
 
 def _dt(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _stored_media(value: str) -> Media:
+    """``acd_contact.channel`` holds the media kind. Rows written before migration 0006
+    hold "chat" or the name of the one call channel there was: that is a realtime contact."""
+    for media in MEDIA:
+        if value == media:
+            return media
+    return "realtime"
 
 
 def _minutes(hhmm: str) -> int:
@@ -196,7 +215,7 @@ class AcdService:
                         row.conversation_id,
                         row.queue_id,
                         priority=row.priority,
-                        channel=row.channel,  # type: ignore[arg-type]
+                        media=_stored_media(row.channel),
                         arrived_at=_ts(row.arrived_at),
                         entered_queue_at=_ts(row.entered_queue_at),
                         visited=row.visited,
@@ -283,7 +302,12 @@ class AcdService:
             if user.id not in statuses:
                 continue  # not an agent (admins, editors)
             # Calls ring a phone: only agents who were issued one are offered calls.
-            self._engine.set_agent(user.id, capacity=user.capacity, phone=user.sip_ha1 is not None)
+            self._engine.set_agent(
+                user.id,
+                capacity=user.capacity,
+                phone=user.sip_ha1 is not None,
+                deferred_capacity=user.deferred_capacity,
+            )
             self._engine.set_memberships(user.id, by_agent.get(user.id, []))
             if user.active:
                 staff[user.id] = StaffInfo(user.username, user.display_name, user.org_unit_id)
@@ -308,17 +332,19 @@ class AcdService:
                 return
             async with self._sessions() as session:
                 conversation = await session.get(Conversation, conversation_id)
-                if conversation is None:
+                # Closed meanwhile (a caller who hung up as the bot handed off): not queued.
+                if conversation is None or conversation.state == ConversationState.CLOSED.value:
                     return
                 contact = await session.get(Contact, conversation.contact_id)
                 queue_id = self.route(conversation)
+                media = self.media(conversation.channel)
                 priority, last_agent = await self._history(session, conversation, contact)
                 session.add(
                     AcdContact(
                         conversation_id=conversation_id,
                         queue_id=queue_id,
                         priority=priority,
-                        channel="voice" if conversation.channel == "voice" else "chat",
+                        channel=media,  # the column keeps its name; it holds the media kind
                         arrived_at=_dt(now),
                         entered_queue_at=_dt(now),
                         visited=[queue_id],
@@ -339,12 +365,18 @@ class AcdService:
                     queue_id,
                     now,
                     priority=priority,
-                    channel="voice" if conversation.channel == "voice" else "chat",
+                    media=media,
                     key=conversation.contact_id,
                     last_agent_id=last_agent,
                 )
             )
         await self._publish_positions()
+
+    def media(self, channel: str) -> Media:
+        """The media kind the channel declares: what the engine routes by. A channel that
+        is not registered (switched off since) counts as chat."""
+        capabilities = self._citizens.channels.capabilities(channel)
+        return capabilities.media if capabilities is not None else "chat"
 
     def route(self, conversation: Conversation) -> str:
         """The most specific queue for the conversation's intent, language and unit.
@@ -460,6 +492,7 @@ class AcdService:
             async with self._sessions() as session:
                 row = await session.get(Conversation, conversation_id)
                 if row is not None:
+                    row.state = ConversationState.CLOSED.value  # under the lock: see enqueue
                     row.closed_at = _dt(self._clock())
                     row.disposition = disposition
                     row.awaiting_rating = True
@@ -573,14 +606,14 @@ class AcdService:
             self._offers[d.contact_id] = {**frame, "agent_id": d.agent_id}
             if push is not None:
                 after.append(lambda: push.to_agent(d.agent_id, frame))
-            if phones is not None and frame["channel"] == "voice":
+            if phones is not None and frame["media"] == "realtime":
                 after.append(lambda: phones.offered(d.contact_id, d.agent_id, d.expires_at))
         elif isinstance(d, OfferWithdrawn):
             was = self._offers.pop(d.contact_id, None) or {}
             frame = {"type": "offer_withdrawn", "conversation_id": d.contact_id, "reason": d.reason}
             if push is not None:
                 after.append(lambda: push.to_agent(d.agent_id, frame))
-            if phones is not None and was.get("channel") == "voice":
+            if phones is not None and was.get("media") == "realtime":
                 after.append(lambda: phones.withdrawn(d.contact_id, d.agent_id))
         elif isinstance(d, Assigned):
             self._offers.pop(d.contact_id, None)
@@ -677,8 +710,9 @@ class AcdService:
             )
         ).scalar_one_or_none()
         view = self._engine.contact_view(offer.contact_id)
+        media = view.media if view is not None else None
         caller = None
-        if conversation is not None and conversation.channel == "voice":
+        if conversation is not None and media == "realtime":
             contact = await session.get(Contact, conversation.contact_id)
             caller = contact.external_id if contact is not None else None
         return {
@@ -687,7 +721,8 @@ class AcdService:
             "conversation_id": offer.contact_id,
             "queue_id": offer.queue_id,
             "expires_at": _dt(offer.expires_at).isoformat(),
-            "channel": conversation.channel if conversation else None,
+            "channel": conversation.channel if conversation else None,  # the console shows it
+            "media": media,  # what the ACD routed by (a realtime offer rings a phone)
             "language": conversation.language if conversation else None,
             "intent": conversation.intent if conversation else None,
             "waiting_seconds": int(self._clock() - view.arrived_at) if view else 0,

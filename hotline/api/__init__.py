@@ -1,1 +1,1 @@
-"""HTTP handlers for staff: accounts, administration, conversations, the agent socket."""
+"""HTTP handlers for staff, one module per resource; ``routes`` registers them all."""

@@ -15,15 +15,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hotline.acd.service import AcdService
+from hotline.api.common import me_json
+from hotline.api.conversations import SendError, send_agent_message
 from hotline.api.errors import json_error
 from hotline.appkeys import ACD, SETTINGS
 from hotline.auth import SESSION_HASH, CurrentUser, require_user
 from hotline.origin import origin_allowed
-from hotline.store.models import Role
+from hotline.roles import SUPERVISING
 
 log = logging.getLogger(__name__)
-
-_SUPERVISING = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 
 class AgentSockets:
@@ -41,7 +41,7 @@ class AgentSockets:
     async def to_staff(self, frame: dict[str, Any]) -> None:
         """Queue figures go to supervisors, each seeing the queues of their units."""
         for ws, user in list(self._users.items()):
-            if user.role in _SUPERVISING:
+            if user.role in SUPERVISING:
                 mine = [q for q in frame["queues"] if q.get("org_unit_id") in user.units]
                 await _send(ws, {**frame, "queues": mine})
 
@@ -116,13 +116,7 @@ def hello(acd: AcdService, user: CurrentUser) -> dict[str, Any]:
     """Everything a (re)connecting console needs to rebuild its screen."""
     frame: dict[str, Any] = {
         "type": "hello",
-        "user": {
-            "id": user.id,
-            "username": user.username,
-            "role": user.role.value,
-            "org_unit_id": user.org_unit_id,
-            "display_name": user.display_name,
-        },
+        "user": me_json(user),
         "status": None,
         "conversations": [],
         "offer": None,
@@ -138,8 +132,6 @@ def hello(acd: AcdService, user: CurrentUser) -> dict[str, Any]:
 async def _frame(
     request: web.Request, user: CurrentUser, ws: web.WebSocketResponse, data: str
 ) -> None:
-    from hotline.api.conversations import SendError, send_agent_message
-
     try:
         frame = json.loads(data)
     except ValueError:

@@ -186,6 +186,9 @@ class Ticket(Base):
     pin_hash: Mapped[str] = mapped_column(String(128))
     fields: Mapped[dict[str, Any]] = mapped_column(JSON)
     identity_id: Mapped[str | None] = mapped_column(ForeignKey("reporter_identity.id"))
+    # The named reporter asked for an SMS when the case changes (kept outside the vault, so
+    # deciding whether to send reveals nothing).
+    notify_reporter: Mapped[bool] = mapped_column(Boolean, default=False)
     conversation_id: Mapped[str | None] = mapped_column(ForeignKey("conversation.id"), index=True)
     channel: Mapped[str] = mapped_column(String(32))
     language: Mapped[str] = mapped_column(String(8))
@@ -240,7 +243,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     org_unit_id: Mapped[str] = mapped_column(ForeignKey("org_unit.id"))
     display_name: Mapped[str | None] = mapped_column(String(100))
-    capacity: Mapped[int] = mapped_column(Integer, default=3)
+    capacity: Mapped[int] = mapped_column(Integer, default=3)  # chats at once
+    # Deferred work (email, SMS threads) at once; apart from chats (migration 0006).
+    deferred_capacity: Mapped[int] = mapped_column(Integer, default=10)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The agent's phone: MD5(endpoint:realm:password), what Asterisk's digest auth needs;
     # the password itself is shown once and never stored.

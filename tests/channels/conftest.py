@@ -1,0 +1,1 @@
+from tests.channels.kannel import kannel, sms_hub, sms_settings  # noqa: F401

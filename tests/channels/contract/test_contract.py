@@ -1,0 +1,219 @@
+"""The contract every channel passes, each through its real transport.
+
+Persist first (a redelivery is stored once), a knowledge-base answer, a report filed
+with case code and PIN, case status by code and PIN, buttons native or numbered, the
+language following the citizen, a handoff with the agent's reply on the same channel,
+Rasa down, and malformed or oversize input refused without losing anything.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hotline.appkeys import HUB
+from hotline.config import Settings
+from hotline.store.db import make_engine, sessionmaker
+from hotline.store.models import AuthorKind, Conversation, Message, Ticket, TicketKind
+from tests.channels.contract.conftest import ADMIN_PASSWORD, HubFactory
+from tests.channels.contract.drivers import Citizen, Reply, joined
+from tests.conftest import free_port
+from tests.hostile import unstorable_texts
+from tests.staff import StaffClient
+
+pytestmark = [pytest.mark.rasa, pytest.mark.usefixtures("rasa_stack")]
+
+CASE = re.compile(r"(?:案件编号|Case code)[:：]\s*(\d{12})")
+PIN = re.compile(r"(?:查询密码|PIN)[:：]\s*(\d{6})")
+Arrive = Any
+
+
+async def transcript(settings: Settings, conversation_id: str) -> list[Message]:
+    engine = make_engine(settings.database_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            query = select(Message).where(Message.conversation_id == conversation_id)
+            return list((await session.execute(query.order_by(Message.id))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def conversation_row(settings: Settings, conversation_id: str) -> Conversation:
+    engine = make_engine(settings.database_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            row = await session.get(Conversation, conversation_id)
+            assert row is not None
+            return row
+    finally:
+        await engine.dispose()
+
+
+def buttons_of(citizen: Citizen, reply: Reply) -> tuple[str, ...]:
+    """Native buttons, or numbered lines on a text-only channel; never both missing."""
+    if citizen.capabilities.buttons:
+        assert reply.buttons, reply
+        return reply.buttons
+    assert not reply.buttons, reply
+    return reply.numbered()
+
+
+async def test_a_redelivered_message_is_stored_and_answered_once(
+    start_hub: HubFactory, arrive: Arrive, contract_settings: Settings
+) -> None:
+    hub = await start_hub()
+    citizen = await arrive(hub)
+    first = await citizen.say("你好", message_id=str(uuid.uuid4()))
+    assert "12309" in joined(first)
+    await citizen.redeliver()
+    later = await citizen.say("我想查一下我的案件进度")
+    assert "案件" in joined(later)
+    assert citizen.conversation_id is not None
+    rows = await transcript(contract_settings, citizen.conversation_id)
+    said = [m.text for m in rows if m.author == AuthorKind.CITIZEN.value]
+    assert said == ["你好", "我想查一下我的案件进度"]
+    assert all(m.handled for m in rows)
+    # One turn per message: the replies to "你好" appear once, before the second message.
+    asked = [i for i, m in enumerate(rows) if m.author == AuthorKind.CITIZEN.value]
+    between = rows[asked[0] + 1 : asked[1]]
+    assert len(between) == len(first)  # a text-only channel adds numbered buttons to the text
+    assert all(r.text.startswith(m.text) for m, r in zip(between, first, strict=True))
+
+
+async def test_a_question_is_answered_from_the_knowledge_base(
+    start_hub: HubFactory, arrive: Arrive
+) -> None:
+    citizen = await arrive(await start_hub())
+    answer = joined(await citizen.say("举报之后多久会有答复？"))
+    assert "7个工作日" in answer
+
+
+async def test_a_report_is_filed_with_a_case_code_and_pin(
+    start_hub: HubFactory, arrive: Arrive, contract_settings: Settings, channel: str
+) -> None:
+    citizen = await arrive(await start_hub())
+    first = joined(await citizen.say("派出所民警非法扣押我的车，我要控告"))
+    assert "登记控告" in first
+    for answer in (
+        "上个月派出所的两名民警没有任何手续就把我的货车扣了，至今不还",
+        "上个月十号",
+        "县城东派出所",
+        "匿名",
+    ):
+        await citizen.say(answer)
+    done = joined(await citizen.say("确认"))
+    code, pin = CASE.search(done), PIN.search(done)
+    assert code and pin, done
+    engine = make_engine(contract_settings.database_url)
+    async with sessionmaker(engine)() as session:
+        ticket = (
+            await session.execute(select(Ticket).where(Ticket.case_code == code.group(1)))
+        ).scalar_one()
+    await engine.dispose()
+    assert ticket.kind == "complaint" and ticket.channel == channel
+    assert "货车" in ticket.fields["details"]
+    rows = await transcript(contract_settings, citizen.conversation_id or "")
+    assert not any(pin.group(1) in m.text for m in rows)  # the PIN is shown, never stored
+
+
+async def test_case_status_by_code_and_pin(start_hub: HubFactory, arrive: Arrive) -> None:
+    hub = await start_hub()
+    case = await hub.app[HUB].tickets.create(
+        kind=TicketKind.REPORT,
+        fields={"details": "挪用防汛资金"},
+        identity=None,
+        conversation_id=None,
+        channel="webchat",
+        language="zh",
+    )
+    citizen = await arrive(hub)
+    await citizen.say("查询案件进度")
+    await citizen.say(case.case_code)
+    status = joined(await citizen.say(case.pin))
+    assert case.case_code in status and "当前状态" in status
+
+
+async def test_buttons_are_native_or_numbered_and_a_choice_is_understood(
+    start_hub: HubFactory, arrive: Arrive
+) -> None:
+    citizen = await arrive(await start_hub())
+    greeting = [r for r in await citizen.say("你好") if "12309" in r.text]
+    assert greeting
+    titles = buttons_of(citizen, greeting[-1])
+    assert "查询案件进度" in titles and "我要举报" in titles
+    asked = joined(await citizen.choose(greeting[-1], "查询案件进度"))
+    assert "案件编号" in asked
+
+
+async def test_the_language_follows_the_citizen(start_hub: HubFactory, arrive: Arrive) -> None:
+    citizen = await arrive(await start_hub())
+    english = joined(await citizen.say("I want to check the status of my case"))
+    assert "case code" in english.lower() and not re.search(r"[\u4e00-\u9fff]", english)
+    await citizen.say("cancel")
+    chinese = joined(await citizen.say("我想查一下我的案件进度"))
+    assert "案件编号" in chinese
+
+
+async def test_handoff_and_the_agents_reply_arrives_on_the_same_channel(
+    start_hub: HubFactory, arrive: Arrive, contract_settings: Settings
+) -> None:
+    hub = await start_hub()
+    base = str(hub.make_url("")).rstrip("/")
+    admin = await StaffClient(base).login("admin", ADMIN_PASSWORD)
+    await admin.post(
+        "/api/users",
+        {"username": "agent1", "password": "agent-password-123", "role": "agent"},
+        expect=201,
+    )
+    agent = await StaffClient(base).login("agent1", "agent-password-123")
+    await agent.connect()
+    await agent.post("/api/agents/me/status", {"status": "ready"})
+    citizen = await arrive(hub)
+    assert "人工" in joined(await citizen.say("转人工"))
+    offer = await agent.wait("offer")
+    assert offer["conversation_id"] == citizen.conversation_id
+    await agent.post(f"/api/conversations/{citizen.conversation_id}/accept")
+    await agent.post(
+        f"/api/conversations/{citizen.conversation_id}/messages",
+        {"text": "您好，我是工作人员，请讲"},
+        expect=201,
+    )
+    heard = await citizen.expect(lambda r: "我是工作人员" in r.text)
+    assert heard.text == "您好，我是工作人员，请讲"
+    row = await conversation_row(contract_settings, citizen.conversation_id or "")
+    assert row.state == "assigned" and row.handoff_reason == "requested"
+    for client in (agent, admin):
+        await client.close()
+
+
+async def test_rasa_down_hands_the_citizen_to_a_person(
+    start_hub: HubFactory, arrive: Arrive, contract_settings: Settings
+) -> None:
+    hub = await start_hub(rasa_url=f"http://127.0.0.1:{free_port()}", rasa_timeout=1.0)
+    citizen = await arrive(hub)
+    reply = joined(await citizen.say("我要举报"))
+    assert "智能助手暂时无法回复" in reply
+    row = await conversation_row(contract_settings, citizen.conversation_id or "")
+    assert row.state == "queued" and row.handoff_reason == "bot_unavailable"
+    said = [m.text for m in await transcript(contract_settings, row.id) if m.author == "citizen"]
+    assert said == ["我要举报"]
+
+
+async def test_malformed_or_oversize_input_is_refused_and_nothing_is_lost(
+    start_hub: HubFactory, arrive: Arrive, contract_settings: Settings
+) -> None:
+    citizen = await arrive(await start_hub())
+    await citizen.say("你好")
+    errors = await citizen.malformed()
+    assert errors and all(errors), errors
+    for text in unstorable_texts():
+        assert await citizen.unstorable(text)
+    after = joined(await citizen.say("我想查一下我的案件进度"))
+    assert "案件编号" in after  # the channel still serves this citizen
+    rows = await transcript(contract_settings, citizen.conversation_id or "")
+    said = [m.text for m in rows if m.author == AuthorKind.CITIZEN.value]
+    assert said == ["你好", "我想查一下我的案件进度"]
