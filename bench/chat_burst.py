@@ -41,6 +41,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import pct, wait_healthy  # noqa: E402
+
 from hotline.config import load_settings  # noqa: E402
 from hotline.supervisor import rasa_children, wait_ready  # noqa: E402
 from hotline.texts import say  # noqa: E402
@@ -68,13 +70,6 @@ class Tally:
     turns_ms: list[float] = field(default_factory=list)
     health_polls: int = 0
     health_failures: int = 0
-
-
-def pct(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[max(0, round(q * len(ordered)) - 1)]
 
 
 async def citizen(
@@ -218,14 +213,7 @@ async def one_run(
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            for _ in range(150):
-                try:
-                    async with http.get(f"{base}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(http, base)
             rss_idle = peak_rss_mb(hub.pid)
             stop = asyncio.Event()
             health = asyncio.create_task(poll_health(http, base, stop, tally))
@@ -280,6 +268,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "HOTLINE_TRUSTED_PROXIES": "127.0.0.1",
         "HOTLINE_LOG_LEVEL": "ERROR",
         "HOTLINE_VOICE": "off",
+        "HOTLINE_CHANNELS": "webchat",
     }
     settings = load_settings(base_env)
     model = model_path(settings)

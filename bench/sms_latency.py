@@ -19,29 +19,12 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from common import SCRIPT, pct
 from sms_stack import machine, stack
 
 from channel_connectors.sms.handset import HandsetClient
 from hotline.appkeys import HUB
 from tests.chat import ChatClient
-
-SCRIPT = [
-    "你好",
-    "举报以后多久会有答复？",
-    "我要举报我们县财政局的局长受贿",
-    "张三",
-    "县财政局",
-    "局长",
-    "他收受开发商贿赂二十万元，帮对方拿到了工程",
-    "去年三月",
-    "跳过",
-    "取消",
-]
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, round(q * len(ordered)) - 1)]
 
 
 async def run(rounds: int) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import hub_env  # noqa: E402
+
 from channel_connectors.sms.connector import SmsChannel  # noqa: E402
 from channel_connectors.sms.embedded import KannelProcesses  # noqa: E402
 from channel_connectors.sms.settings import SmsSettings, load  # noqa: E402
@@ -51,17 +53,8 @@ def machine() -> str:
 @asynccontextmanager
 async def stack(*, rasa: bool = True, rate_limit: int = 20) -> AsyncIterator[Stack]:
     var = Path(tempfile.mkdtemp(prefix="hotline-sms-bench-"))
-    env = {
-        "HOTLINE_VAR_DIR": str(var),
-        "HOTLINE_RASA_URL": f"http://127.0.0.1:{free_port()}",
-        "HOTLINE_ACTIONS_URL": f"http://127.0.0.1:{free_port()}",
-        "HOTLINE_HTTP_PORT": str(free_port()),
-        "HOTLINE_WS_MESSAGES_PER_MINUTE": "10000",
-        "HOTLINE_LOG_LEVEL": "WARNING",
-        # A burst queues for Rasa rather than being handed to people as "overloaded".
-        "HOTLINE_BOT_MAX_WAITING": "100000",
-        "HOTLINE_BOT_MAX_WAIT": "600",
-    }
+    # A burst queues for Rasa rather than being handed to people as "overloaded".
+    env = hub_env(var, HOTLINE_BOT_MAX_WAITING="100000", HOTLINE_BOT_MAX_WAIT="600")
     settings = load_settings(env)
     (var / "log").mkdir()
     sms = load(

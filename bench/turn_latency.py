@@ -28,30 +28,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import SCRIPT, hub_env, pct, wait_healthy  # noqa: E402
+
 from hotline.config import load_settings  # noqa: E402
 from hotline.supervisor import rasa_children, wait_ready  # noqa: E402
 from hotline.training import model_path  # noqa: E402
 from tests.chat import ChatClient  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-
-# A realistic session: greeting, a question, a report started and answered, then cancel.
-SCRIPT = [
-    "你好",
-    "举报以后多久会有答复？",
-    "我要举报我们县财政局的局长受贿",
-    "张三",
-    "县财政局",
-    "局长",
-    "他收受开发商贿赂二十万元，帮对方拿到了工程",
-    "去年三月",
-    "跳过",
-    "取消",
-]
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, round(q * len(ordered)) - 1)]
 
 
 async def via_hub(base: str) -> list[float]:
@@ -82,14 +64,7 @@ async def via_rasa(http: aiohttp.ClientSession, rasa_url: str) -> list[float]:
 
 async def run(conversations: int, rounds: int) -> dict[str, object]:
     var = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
-    env = {
-        "HOTLINE_VAR_DIR": str(var),
-        "HOTLINE_RASA_URL": f"http://127.0.0.1:{free_port()}",
-        "HOTLINE_ACTIONS_URL": f"http://127.0.0.1:{free_port()}",
-        "HOTLINE_HTTP_PORT": str(free_port()),
-        "HOTLINE_WS_MESSAGES_PER_MINUTE": "10000",
-        "HOTLINE_LOG_LEVEL": "WARNING",
-    }
+    env = hub_env(var)
     settings = load_settings(env)
     model = model_path(settings)
     if not model.exists():
@@ -109,14 +84,7 @@ async def run(conversations: int, rounds: int) -> dict[str, object]:
         )
         base = settings.public_origin
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{base}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(http, base)
             await via_rasa(http, settings.rasa_url)  # warm both paths once
             await via_hub(base)
             hub_samples: list[float] = []

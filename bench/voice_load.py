@@ -506,6 +506,7 @@ async def voice_stack(root: Path, *, postgres: bool = False) -> AsyncIterator[St
         "HOTLINE_HTTP_PORT": str(free_port()),
         "HOTLINE_ARI_PASSWORD": "ari-bench-" + uuid.uuid4().hex[:16],
         "HOTLINE_SIP_TRUNK_PASSWORD": "trunk-bench-" + uuid.uuid4().hex[:16],
+        "HOTLINE_CHANNELS": "webchat",
     }
     settings = replace(
         load_settings(env),

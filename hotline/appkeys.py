@@ -26,4 +26,6 @@ SESSIONS: web.AppKey[async_sessionmaker[Any]] = web.AppKey("sessions")
 ACD = web.AppKey("acd", AcdService)
 VOICE: web.AppKey[PhoneDesk] = web.AppKey("voice")
 CHANNELS: web.AppKey[list[Channel]] = web.AppKey("channels")
+# Channels whose start failed, and why (shown as down in /healthz).
+CHANNEL_FAILURES: web.AppKey[dict[str, str]] = web.AppKey("channel_failures")
 NOTICES = web.AppKey("notices", CaseNotices)

@@ -115,6 +115,43 @@ def int_between(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def float_between(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}")
+        return value
+
+    return parse
+
+
+def parse_section(
+    channel: str,
+    section: Mapping[str, str],
+    parsers: Mapping[str, Callable[[str], Any]],
+    *,
+    prefix: str = "",
+    secrets: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """A channel's settings section (the keys that start with ``prefix``) through
+    ``parsers``; a bad or unknown key fails naming ``HOTLINE_<CHANNEL>_<KEY>``."""
+    values: dict[str, Any] = {}
+    for key, raw in section.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        setting = f"HOTLINE_{channel.upper()}_{key.upper()}"
+        parser = parsers.get(name)
+        if parser is None:
+            raise ConfigError(f"{setting}: unknown setting")
+        try:
+            values[name] = parser(str(raw).strip())
+        except (ValueError, TypeError) as exc:
+            shown = "<hidden>" if name in secrets else repr(raw)
+            raise ConfigError(f"{setting}: {exc} (got {shown})") from exc
+    return values
+
+
 def _float_pos(raw: str) -> float:
     value = float(raw)
     if not 0 < value <= 600:

@@ -321,7 +321,7 @@ class Hub:
             if conversation.awaiting_rating and rating is not None:
                 await self._rate(conversation, rating)
                 return
-            await self._set_state(conversation, ConversationState.BOT, None)
+            await self.change_state(conversation, ConversationState.BOT, None)
         if conversation.state in (ConversationState.QUEUED, ConversationState.ASSIGNED):
             # From the handoff on, Rasa is not asked: the message is the agent's.
             if self.handoff is not None:
@@ -364,8 +364,8 @@ class Hub:
             "bot unavailable" if reason == "bot_unavailable" else "bot overloaded",
             extra={"conversation_id": conversation.id, "error": str(exc)},
         )
-        await self._set_state(conversation, ConversationState.QUEUED, reason)
-        await self._emit(conversation, AuthorKind.SYSTEM, say(reason, lang))
+        await self.change_state(conversation, ConversationState.QUEUED, reason)
+        await self.emit(conversation, AuthorKind.SYSTEM, say(reason, lang))
         self._enqueue_after_turn.add(conversation.id)
 
     async def _flush(self, conversation: Conversation, message_id: int) -> None:
@@ -402,9 +402,9 @@ class Hub:
             for b in reply.get("buttons") or []
             if isinstance(b, dict)
         )
-        await self._emit(conversation, AuthorKind.BOT, text, buttons)
+        await self.emit(conversation, AuthorKind.BOT, text, buttons)
 
-    async def _emit(
+    async def emit(
         self,
         conversation: Conversation,
         author: AuthorKind,
@@ -436,7 +436,7 @@ class Hub:
         if channel is not None:
             await channel.deliver(outbound)
 
-    async def _set_state(
+    async def change_state(
         self, conversation: Conversation, state: ConversationState, reason: str | None
     ) -> None:
         async with self.conversations.sessions() as session:
@@ -496,7 +496,7 @@ class Hub:
     ) -> None:
         conversation = await self.conversations.get(conversation_id)
         if conversation is not None:
-            await self._set_state(conversation, state, reason or conversation.handoff_reason)
+            await self.change_state(conversation, state, reason or conversation.handoff_reason)
 
     async def awaiting(self, conversation_id: str) -> str | None:
         """The form slot the bot just asked for (the phone needs to know: digits or words)."""
@@ -531,7 +531,7 @@ class Hub:
     async def _rate(self, conversation: Conversation, rating: int) -> None:
         await self.rate(conversation.id, rating)
         conversation.awaiting_rating = False
-        await self._emit(
+        await self.emit(
             conversation, AuthorKind.SYSTEM, say("rate_thanks", _lang_of(conversation))
         )
 
@@ -545,7 +545,7 @@ class Hub:
             return
         if conversation.state != ConversationState.QUEUED.value:
             self._handlers.reset_misses(conversation_id)
-            await self._set_state(conversation, ConversationState.QUEUED, reason)
+            await self.change_state(conversation, ConversationState.QUEUED, reason)
         if self.handoff is not None:
             await self.handoff.enqueue(conversation_id)
 
@@ -573,40 +573,20 @@ class Hub:
         """No agent came in time: the citizen's message becomes a ticket for a callback."""
         lang = _lang_of(conversation)
         case = await self._file_message(conversation, inbound.text)
-        await self._set_state(conversation, ConversationState.CLOSED, conversation.handoff_reason)
+        await self.change_state(conversation, ConversationState.CLOSED, conversation.handoff_reason)
         text = say("message_registered", lang, code=case.case_code, pin=case.pin)
         masked = say(
             "message_registered", lang, code=case.case_code, pin=say("pin_placeholder", lang)
         )
-        await self._emit(conversation, AuthorKind.SYSTEM, text, stored_text=masked)
+        await self.emit(conversation, AuthorKind.SYSTEM, text, stored_text=masked)
 
     # ---------------------------------------------------------------- commands
-    # The ``Turn`` the command handlers (hotline/command_handlers.py) answer through.
-    async def emit(
-        self,
-        conversation: Conversation,
-        author: AuthorKind,
-        text: str,
-        buttons: tuple[Button, ...] = (),
-        *,
-        stored_text: str | None = None,
-    ) -> None:
-        await self._emit(conversation, author, text, buttons, stored_text=stored_text)
-
-    async def change_state(
-        self, conversation: Conversation, state: ConversationState, reason: str | None
-    ) -> None:
-        await self._set_state(conversation, state, reason)
-
-    async def hand_off(
-        self, conversation: Conversation, reason: str, fields: dict[str, str] | None = None
-    ) -> None:
-        await self._handoff(conversation, reason, fields)
-
+    # The hub is the ``Turn`` the command handlers (hotline/command_handlers.py) answer
+    # through: ``emit``, ``change_state``, ``hand_off``, ``purge_after_turn``.
     def purge_after_turn(self, conversation_id: str) -> None:
         self._purge_after_turn.add(conversation_id)
 
-    async def _handoff(
+    async def hand_off(
         self, conversation: Conversation, reason: str, fields: dict[str, str] | None = None
     ) -> None:
         """Keep what the bot learned (sealed), forget Rasa's copy, queue after the turn.
@@ -626,7 +606,7 @@ class Hub:
             row.intent = context.intent or row.intent
             await session.commit()
         conversation.intent = context.intent or conversation.intent
-        await self._set_state(conversation, ConversationState.QUEUED, reason)
+        await self.change_state(conversation, ConversationState.QUEUED, reason)
         self._purge_after_turn.add(conversation.id)
         self._enqueue_after_turn.add(conversation.id)
 

@@ -21,6 +21,7 @@ from hotline.api.agent_ws import AGENT_SOCKETS, AgentSockets, agent_socket
 from hotline.api.routes import add_routes as add_api_routes
 from hotline.appkeys import (
     ACD,
+    CHANNEL_FAILURES,
     CHANNELS,
     ENGINE,
     HTTP,
@@ -111,7 +112,8 @@ async def healthz(request: web.Request) -> web.Response:
         components["speech"] = {"status": "ok", "detail": voice.speech_summary()}
     healthy = all(ok for ok, _ in checks)
     channels: list[Channel] = app[CHANNELS]
-    channel_health = await asyncio.gather(*(_channel_health(c) for c in channels))
+    failures = app[CHANNEL_FAILURES]
+    channel_health = await asyncio.gather(*(_channel_health(c, failures) for c in channels))
     for channel, health in zip(channels, channel_health, strict=True):
         components[f"channel:{channel.name}"] = {"status": health.status, "detail": health.detail}
         healthy = healthy and health.status != "down"
@@ -121,7 +123,9 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-async def _channel_health(channel: Channel) -> Health:
+async def _channel_health(channel: Channel, failures: dict[str, str]) -> Health:
+    if channel.name in failures:
+        return Health("down", failures[channel.name])
     try:
         return await asyncio.wait_for(channel.health(), 2)
     except Exception as exc:  # any failure means the channel is down; say which
@@ -244,6 +248,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
     inbox = HubInbox()
     channels = load_channels(settings, ChannelContext(inbox=inbox, core=settings, app=app))
     app[CHANNELS] = channels
+    app[CHANNEL_FAILURES] = {}
     app[AGENT_SOCKETS] = AgentSockets()
 
     async def close_agent_sockets(app: web.Application) -> None:
@@ -290,7 +295,13 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
         app[NOTICES] = CaseNotices(sessions, vault, hub.channels)
         runtime = ChannelRuntime(sessions=sessions, http=http)
         for channel in channels:
-            await channel.start(runtime)
+            try:
+                await channel.start(runtime)
+            except Exception as exc:
+                # One channel's transport failing must not take the hotline down with it:
+                # the others serve, and /healthz says which one is down and why.
+                log.exception("channel failed to start", extra={"channel": channel.name})
+                app[CHANNEL_FAILURES][channel.name] = f"failed to start: {exc}"[:300]
         voice = (
             await VoiceLine.build(settings, http, sessions, inbox, acd)
             if settings.voice_enabled

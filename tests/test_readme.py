@@ -25,11 +25,3 @@ def test_every_channel_folder_is_documented() -> None:
     for name in folders:
         assert f"channel_connectors/{name}/" in README, name
 
-
-def test_every_sms_setting_is_documented() -> None:
-    from channel_connectors.sms import settings
-    from channel_connectors.sms.campaigns import KEYS
-
-    keys = [*settings._PARSERS, *KEYS]
-    missing = [f"HOTLINE_SMS_{k.upper()}" for k in keys if f"HOTLINE_SMS_{k.upper()}" not in README]
-    assert missing == []

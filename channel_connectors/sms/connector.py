@@ -16,7 +16,6 @@ import hmac
 import ipaddress
 import logging
 import re
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,7 +47,9 @@ from hotline.ports import (
     Inbox,
     InvalidInput,
 )
+from hotline.ratelimit import KeyedRateLimit
 from hotline.store.models import Blacklist, Contact, Conversation, Role
+from hotline.texts import say
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +62,6 @@ _MAINLAND = re.compile(r"^(?:0086|86)(1\d{10})$")
 _KANNEL_ID = re.compile(r"^[A-Za-z0-9-]{1,60}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DIGIT = re.compile(r"^\s*(\d{1,2})\s*[.。]?\s*$")
-
-NOTICES: dict[str, dict[Lang, str]] = {
-    "opted_out": {
-        "zh": "【12309】您已退订短信回复，本号码将不再收到我们的短信。如需恢复，请回复“开通”。",
-        "en": "[12309] You have opted out: we will send no more SMS to this number. "
-        "Reply START to receive replies again.",
-    },
-    "opted_in": {
-        "zh": "【12309】您已恢复接收短信回复。请直接发送您要反映的问题。",
-        "en": "[12309] You will receive our replies by SMS again. Send us your question.",
-    },
-    "rate_limited": {
-        "zh": "【12309】您发送的短信过于频繁，已收到的内容已保存，请稍后再发。",
-        "en": "[12309] You are sending messages too quickly. What you sent is saved; "
-        "please wait a moment before writing again.",
-    },
-}
 
 
 class BadRequest(Exception):
@@ -127,12 +111,6 @@ def _keyword(text: str) -> str:
 
 
 @dataclass
-class _Window:
-    start: float
-    count: int = 0
-    noticed: bool = False
-
-
 class SmsChannel(Channel):
     name = "sms"
     capabilities = Capabilities(
@@ -153,7 +131,8 @@ class SmsChannel(Channel):
         self._kannel: KannelClient | None = None
         self._procs: KannelProcesses | None = None
         self._optout: set[str] = set()
-        self._windows: dict[str, _Window] = {}
+        self._rate = KeyedRateLimit(settings.rate_limit, settings.rate_window)
+        self._rate_notices = KeyedRateLimit(1, settings.rate_window)  # one per window
         self._buttons: dict[str, list[dict[str, str]]] = {}
         self._fresh_turn: set[str] = set()
         self._reports = asyncio.Condition()
@@ -424,24 +403,22 @@ class SmsChannel(Channel):
             accepted = await self._inbox.record(Inbound(cid, client_id, text))
             if not accepted.duplicate and number not in self._optout:
                 await self._set_optout(number, keyword)
-                await self._send(number, NOTICES["opted_out"][lang], cid, "notice", "system")
+                await self._send(number, say("sms_opted_out", lang), cid, "notice", "system")
             return web.json_response({"status": "opted_out", "duplicate": accepted.duplicate})
         if number in self._optout:
             await self._clear_optout(number)  # any new message is consent to answer it
             if keyword in OPT_IN:
                 accepted = await self._inbox.record(Inbound(cid, client_id, text))
-                await self._send(number, NOTICES["opted_in"][lang], cid, "notice", "system")
+                await self._send(number, say("sms_opted_in", lang), cid, "notice", "system")
                 return web.json_response({"status": "opted_in"})
         elif keyword in OPT_IN:
             accepted = await self._inbox.record(Inbound(cid, client_id, text))
             return web.json_response({"status": "opted_in", "duplicate": accepted.duplicate})
 
-        if not self._allow(number):
+        if self._rate.take(number):
             accepted = await self._inbox.record(Inbound(cid, client_id, text))
-            window = self._windows[number]
-            if not accepted.duplicate and not window.noticed:
-                window.noticed = True
-                await self._send(number, NOTICES["rate_limited"][lang], cid, "notice", "system")
+            if not accepted.duplicate and not self._rate_notices.take(number):
+                await self._send(number, say("sms_rate_limited", lang), cid, "notice", "system")
             return web.json_response({"status": "rate_limited", "duplicate": accepted.duplicate})
 
         payload = None
@@ -467,17 +444,6 @@ class SmsChannel(Channel):
                 "message_id": accepted.message_id,
             }
         )
-
-    def _allow(self, number: str) -> bool:
-        now = time.monotonic()
-        window = self._windows.get(number)
-        if window is None or now - window.start >= self.settings.rate_window:
-            window = self._windows[number] = _Window(now)
-            if len(self._windows) > 100_000:  # forget idle numbers
-                for key in [k for k, w in self._windows.items() if now - w.start > 3600]:
-                    del self._windows[key]
-        window.count += 1
-        return window.count <= self.settings.rate_limit
 
     async def _blacklisted(self, number: str) -> bool:
         async with self.sessions() as session:

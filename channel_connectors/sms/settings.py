@@ -10,7 +10,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from hotline.config import ConfigError, Settings, host_name, http_url, int_between, secret_file
+from hotline.config import (
+    ConfigError,
+    Settings,
+    host_name,
+    http_url,
+    int_between,
+    parse_section,
+    secret_file,
+)
 
 KannelMode = Literal["embedded", "external", "off"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -155,16 +163,7 @@ KEYS = tuple(_PARSERS)
 
 
 def load(section: Mapping[str, str], core: Settings) -> SmsSettings:
-    values: dict[str, Any] = {}
-    for key, raw in section.items():
-        parser = _PARSERS.get(key)
-        if parser is None:
-            raise ConfigError(f"HOTLINE_SMS_{key.upper()}: unknown setting")
-        try:
-            values[key] = parser(str(raw).strip())
-        except (ValueError, TypeError) as exc:
-            shown = "<hidden>" if key in SmsSettings.SECRETS else repr(raw)
-            raise ConfigError(f"HOTLINE_SMS_{key.upper()}: {exc} (got {shown})") from exc
+    values = parse_section("sms", section, _PARSERS, secrets=SmsSettings.SECRETS)
 
     bearerbox = values.get("bearerbox", BEARERBOX)
     smsbox = values.get("smsbox", SMSBOX)

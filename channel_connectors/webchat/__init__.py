@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from channel_connectors.webchat.connector import WebChatChannel
-from hotline.config import ConfigError, Settings
+from hotline.config import Settings, float_between, parse_section
 from hotline.ports import ChannelContext
 
 NAME = "webchat"
@@ -26,20 +26,8 @@ class WebChatSettings:
 
 
 def load_settings(section: Mapping[str, str], core: Settings) -> WebChatSettings:
-    values: dict[str, float] = {}
-    for key, raw in section.items():
-        if key != "hello_timeout":
-            raise ConfigError(f"HOTLINE_WEBCHAT_{key.upper()}: unknown setting")
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0.1 <= value <= 600:
-            raise ConfigError(
-                f"HOTLINE_WEBCHAT_HELLO_TIMEOUT: must be seconds between 0.1 and 600 (got {raw!r})"
-            )
-        values[key] = value
-    return WebChatSettings(core, **values)
+    parsers = {"hello_timeout": float_between(0.1, 600)}
+    return WebChatSettings(core, **parse_section(NAME, section, parsers))
 
 
 def setup(context: ChannelContext, settings: WebChatSettings) -> WebChatChannel:

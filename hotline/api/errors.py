@@ -105,7 +105,7 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def _name(self, key: str) -> str:
+    def name(self, key: str) -> str:
         return key if self.where == "body" else f"{self.where}.{key}"
 
     def text(
@@ -119,18 +119,18 @@ class Fields:
         """A required, non-blank string (stripped), without control characters."""
         value = self.data.get(key)
         if value is None:
-            raise bad_request(f"{self._name(key)} is required")
+            raise bad_request(f"{self.name(key)} is required")
         if not isinstance(value, str):
-            raise bad_request(f"{self._name(key)} must be a string")
+            raise bad_request(f"{self.name(key)} must be a string")
         value = value.strip()
         if not value:
-            raise bad_request(f"{self._name(key)} must not be empty")
+            raise bad_request(f"{self.name(key)} must not be empty")
         if len(value) > max_len:
-            raise bad_request(f"{self._name(key)} is longer than {max_len} characters")
+            raise bad_request(f"{self.name(key)} is longer than {max_len} characters")
         if not clean_text(value, multiline=multiline):
-            raise bad_request(f"{self._name(key)} contains control or invalid characters")
+            raise bad_request(f"{self.name(key)} contains control or invalid characters")
         if pattern is not None and not pattern.fullmatch(value):
-            raise bad_request(f"{self._name(key)} has an invalid format")
+            raise bad_request(f"{self.name(key)} has an invalid format")
         return value
 
     def opt_text(
@@ -153,7 +153,7 @@ class Fields:
         allowed = sorted(options)
         value = self.data.get(key)
         if not isinstance(value, str) or value not in allowed:
-            raise bad_request(f"{self._name(key)} must be one of {', '.join(allowed)}")
+            raise bad_request(f"{self.name(key)} must be one of {', '.join(allowed)}")
         return value
 
     def opt_choice(self, key: str, options: Iterable[str]) -> str | None:
@@ -163,9 +163,9 @@ class Fields:
         value = self.data.get(key)
         # bool is an int in Python, never in this API.
         if not isinstance(value, int) or isinstance(value, bool):
-            raise bad_request(f"{self._name(key)} must be an integer")
+            raise bad_request(f"{self.name(key)} must be an integer")
         if not lo <= value <= hi:
-            raise bad_request(f"{self._name(key)} must be between {lo} and {hi}")
+            raise bad_request(f"{self.name(key)} must be between {lo} and {hi}")
         return value
 
     def opt_integer(self, key: str, lo: int, hi: int) -> int | None:
@@ -174,7 +174,7 @@ class Fields:
     def boolean(self, key: str) -> bool:
         value = self.data.get(key)
         if not isinstance(value, bool):
-            raise bad_request(f"{self._name(key)} must be true or false")
+            raise bad_request(f"{self.name(key)} must be true or false")
         return value
 
     def list_of_text(
@@ -190,7 +190,7 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, list) or len(value) > max_items:
-            raise bad_request(f"{self._name(key)} must be a list of at most {max_items} strings")
+            raise bad_request(f"{self.name(key)} must be a list of at most {max_items} strings")
         for item in value:
             if (
                 not isinstance(item, str)
@@ -200,7 +200,7 @@ class Fields:
                 or (pattern is not None and not pattern.fullmatch(item))
             ):
                 raise bad_request(
-                    f"{self._name(key)}: each must be a string of at most {max_len} characters"
+                    f"{self.name(key)}: each must be a string of at most {max_len} characters"
                     + (" in the right format" if pattern is not None else "")
                 )
         return list(value)
@@ -213,15 +213,15 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, dict) or len(value) > max_items:
-            raise bad_request(f"{self._name(key)} must be an object of at most {max_items} fields")
+            raise bad_request(f"{self.name(key)} must be an object of at most {max_items} fields")
         for name, item in value.items():
             if len(name) > max_key or not clean_text(name, multiline=False):
-                raise bad_request(f"{self._name(key)}: field names must be short plain text")
+                raise bad_request(f"{self.name(key)}: field names must be short plain text")
             if not isinstance(item, str):
-                raise bad_request(f"{self._name(key)}.{name[:40]} must be a string")
+                raise bad_request(f"{self.name(key)}.{name[:40]} must be a string")
             if len(item) > max_len or not clean_text(item):
                 raise bad_request(
-                    f"{self._name(key)}.{name[:40]} must be text of at most {max_len} characters"
+                    f"{self.name(key)}.{name[:40]} must be text of at most {max_len} characters"
                 )
         return dict(value)
 

@@ -30,7 +30,7 @@ class UserFields(Fields):
     def password(self, key: str) -> str:
         value = self.data.get(key)
         if not isinstance(value, str):
-            raise bad_request(f"{self._name(key)} must be a string")
+            raise bad_request(f"{self.name(key)} must be a string")
         try:
             accounts.check_password_rules(value)
         except accounts.AccountError as exc:

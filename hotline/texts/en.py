@@ -7,6 +7,9 @@ from __future__ import annotations
 
 # What the hub says: results of the bot's commands, errors, the survey, handoff.
 HUB: dict[str, str] = {
+    "sms_opted_out": "[12309] You have opted out: we will send no more SMS to this number. Reply START to receive replies again.",
+    "sms_opted_in": "[12309] You will receive our replies by SMS again. Send us your question.",
+    "sms_rate_limited": "[12309] You are sending messages too quickly. What you sent is saved; please wait a moment before writing again.",
     "case_notice": "[12309 Procuratorate Service] There is news on your case {code}. Check it with your case code and PIN on the website, by phone or by SMS. Reply STOP to opt out.",
     "bot_unavailable": "Sorry, our assistant can't answer right now. Your message is saved and we have passed your conversation to a member of staff. Please wait.",
     "bot_overloaded": "Sorry, our assistant is very busy right now. Your message is saved and we have passed your conversation to a member of staff. Please wait.",

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 # What the hub says: results of the bot's commands, errors, the survey, handoff.
 HUB: dict[str, str] = {
+    "sms_opted_out": "【12309】您已退订短信回复，本号码将不再收到我们的短信。如需恢复，请回复“开通”。",
+    "sms_opted_in": "【12309】您已恢复接收短信回复。请直接发送您要反映的问题。",
+    "sms_rate_limited": "【12309】您发送的短信过于频繁，已收到的内容已保存，请稍后再发。",
     "case_notice": "【12309检察服务中心】您登记的案件（编号{code}）有新进展。请凭案件编号和查询密码在网站、电话或短信中查询。回复TD退订。",
     "bot_unavailable": "抱歉，智能助手暂时无法回复。您的消息已保存，我们已为您转接人工服务，请稍候。",
     "bot_overloaded": "抱歉，现在咨询的人很多，智能助手一时忙不过来。您的消息已保存，我们已为您转接人工服务，请稍候。",

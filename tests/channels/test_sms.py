@@ -33,6 +33,7 @@ from tests.channels.kannel import (
     new_number,
     post_inbound,
 )
+from tests.chat import ChatClient
 from tests.conftest import ROOT, free_port
 from tests.staff import StaffClient
 
@@ -437,12 +438,49 @@ async def test_embedded_kannel_is_started_and_stopped_by_the_channel(
     assert (await channel.health()).status == "down"
 
 
+async def test_a_channel_that_cannot_start_is_down_and_the_rest_serves(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    """bearerbox dies at once (here: it is /bin/false): the hub starts, web chat works."""
+    section = {
+        "kannel": "embedded",
+        "bearerbox": "/bin/false",
+        **{k: str(free_port()) for k in ("admin_port", "box_port", "sendsms_port", "fake_port")},
+    }
+    settings = replace(
+        base_settings,
+        var_dir=tmp_path / "var",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
+        rasa_url=f"http://127.0.0.1:{free_port()}",
+        rasa_timeout=1.0,
+        channels=("webchat", "sms"),
+        channel_sections={"webchat": {}, "sms": section},
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1", port=settings.http_port)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url("/healthz")) as resp:
+                components = (await resp.json())["components"]
+        assert components["channel:sms"]["status"] == "down"
+        assert "failed to start" in components["channel:sms"]["detail"]
+        assert components["channel:webchat"]["status"] == "ok"
+        chat = ChatClient(str(server.make_url("/")))
+        await chat.connect()
+        assert chat.conversation_id
+        await chat.close()
+    finally:
+        await server.close()
+
+
 def test_every_sms_setting_is_in_the_readme() -> None:
+    from channel_connectors.sms.campaigns import KEYS as CAMPAIGN_KEYS
     from channel_connectors.sms.settings import KEYS
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     channel_readme = (ROOT / "channel_connectors/sms/README.md").read_text(encoding="utf-8")
-    assert [k for k in KEYS if f"HOTLINE_SMS_{k.upper()}" not in readme] == []
+    keys = (*KEYS, *CAMPAIGN_KEYS)
+    assert [k for k in keys if f"HOTLINE_SMS_{k.upper()}" not in readme] == []
     assert "smsc = smpp" in channel_readme and "max-messages = 0" in channel_readme
 
 

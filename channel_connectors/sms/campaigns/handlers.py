@@ -40,9 +40,9 @@ from hotline.api.errors import Fields, bad_request, json_error, read_json
 from hotline.appkeys import SESSIONS
 from hotline.audit import record
 from hotline.auth import CurrentUser, require_user
-from hotline.store.models import Role, utcnow
+from hotline.roles import SUPERVISING
+from hotline.store.models import utcnow
 
-SUPERVISING = (Role.SUPERVISOR, Role.ADMIN)
 MAX_TEMPLATE_TEXT = 1000
 MAX_GROUPS_PER_SEND = 20
 _UNIT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -307,12 +307,12 @@ def _member_fields(f: Fields) -> dict[str, Any]:
     raw = f.text("phone", max_len=40)
     phone = service.normalize_phone(raw)
     if phone is None:
-        raise bad_request(f"{f._name('phone')} is not a phone number (digits, optional +)")
+        raise bad_request(f"{f.name('phone')} is not a phone number (digits, optional +)")
     values = f.text_map("fields", max_items=len(templates.PLACEHOLDERS), max_len=200) or {}
     for key in values:
         if key not in templates.PLACEHOLDERS or key == "name":
             raise bad_request(
-                f"{f._name('fields')}: unknown placeholder {{{key[:40]}}} (known: "
+                f"{f.name('fields')}: unknown placeholder {{{key[:40]}}} (known: "
                 + ", ".join(p for p in templates.PLACEHOLDERS if p != "name")
                 + ")"
             )

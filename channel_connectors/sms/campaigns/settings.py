@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hotline.config import ConfigError
+from hotline.config import float_between, int_between, parse_section
 
 PREFIX = "campaign_"
 
@@ -25,41 +25,20 @@ class CampaignSettings:
     poll: float = 1.0  # seconds between looks for due sends when nothing wakes the scheduler
 
 
-def _number(lo: float, hi: float, cast: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        value = cast(raw)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g}")
-        return value
-
-    return parse
-
-
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "rate": _number(0.01, 10_000, float),
-    "inflight": _number(1, 64, int),
-    "preview": _number(1, 50, int),
-    "bulk_max": _number(1, 10_000, int),
-    "group_max": _number(1, 1_000_000, int),
-    "poll": _number(0.05, 60, float),
+    "rate": float_between(0.01, 10_000),
+    "inflight": int_between(1, 64),
+    "preview": int_between(1, 50),
+    "bulk_max": int_between(1, 10_000),
+    "group_max": int_between(1, 1_000_000),
+    "poll": float_between(0.05, 60),
 }
 KEYS = tuple(PREFIX + k for k in _PARSERS)
 
 
 def load(section: Mapping[str, str]) -> CampaignSettings:
     """The ``campaign_*`` keys of the SMS section (others are the channel's business)."""
-    values: dict[str, Any] = {}
-    for key, raw in section.items():
-        if not key.startswith(PREFIX):
-            continue
-        name = key[len(PREFIX) :]
-        parser = _PARSERS.get(name)
-        if parser is None:
-            raise ConfigError(f"HOTLINE_SMS_{key.upper()}: unknown setting")
-        try:
-            values[name] = parser(str(raw).strip())
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"HOTLINE_SMS_{key.upper()}: {exc} (got {raw!r})") from exc
+    values = parse_section("sms", section, _PARSERS, prefix=PREFIX)
     return CampaignSettings(**values)
 
 
