@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import weakref
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -379,8 +380,8 @@ class Hub:
             await session.commit()
         channel = self.channels.get(conversation.channel)
         if channel is not None:
-            for _, outbound in pending:
-                await channel.deliver(outbound)
+            for row, outbound in pending:
+                await channel.deliver(replace(outbound, message_id=row.id))
 
     # ---------------------------------------------------------------- outbound
     async def _handle_reply(self, conversation: Conversation, reply: dict[str, Any]) -> None:
@@ -434,7 +435,7 @@ class Hub:
             await session.commit()
         channel = self.channels.get(conversation.channel)
         if channel is not None:
-            await channel.deliver(outbound)
+            await channel.deliver(replace(outbound, message_id=row.id))
 
     async def change_state(
         self, conversation: Conversation, state: ConversationState, reason: str | None
@@ -479,7 +480,9 @@ class Hub:
                 conversation = await self.conversations.get(conversation_id)
                 channel = self.channels.get(conversation.channel) if conversation else None
                 if channel is not None:
-                    await channel.deliver(Outbound(conversation_id, author, text, buttons))
+                    await channel.deliver(
+                        Outbound(conversation_id, author, text, buttons, message_id=row.id)
+                    )
             return row
 
     async def say_to(self, conversation_id: str, key: str, **values: Any) -> Message | None:

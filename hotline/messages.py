@@ -31,6 +31,7 @@ class Outbound:
     author: AuthorKind
     text: str
     buttons: tuple[Button, ...] = field(default_factory=tuple)
+    message_id: int | None = None  # the stored transcript line (a channel may report on it)
 
 
 @dataclass(frozen=True)

@@ -432,6 +432,7 @@ GET_ROUTES: dict[str, Get] = {
     "/": Get(),
     "/widget.js": Get(),
     "/ws/chat": Get(may_refuse=True),
+    "/ws/chat/limit": Get(),
     "/healthz": Get(may_be_down=True),
     "/api/kb/search": Get({"q": "举报", "lang": "zh", "limit": "5"}),
     "/api/me": Get(),

@@ -1076,12 +1076,12 @@
   function countSegments(conv, text) {
     conv.segmentTimer = null;
     var mine = ++conv.segmentSeq;
-    api("GET", channelApi(conv, "/segments?text=" + encodeURIComponent(text))).then(function (r) {
+    api("POST", channelApi(conv, "/segments"), { text: text }).then(function (r) {
       if (convs[conv.id] !== conv || mine !== conv.segmentSeq) return;
       var el = conv.els.segments, d = r.data;
       el.removeAttribute("aria-busy");
       if (!r.ok || !d || typeof d.segments !== "number") {
-        // A draft too long to ask about in a URL, or the channel is down.
+        // The channel is down, or the draft is over the hub's limit.
         el.removeAttribute("data-segments");
         el.removeAttribute("data-encoding");
         HL.sayKey(el, "replySegmentsUnknown");
@@ -1123,40 +1123,13 @@
     });
   }
 
-  function timeOf(iso) {
-    var d = HL.parseTime(iso);
-    return d ? d.getTime() : null;
-  }
-
-  /**
-   * Which delivery rows belong to which transcript line. A row is one piece sent (a
-   * long text goes out in several) and names no message, only its author and time:
-   * per author, in order, each line takes the next row, then more rows while they
-   * were made before that author's next line existed, or while the pieces taken
-   * hold fewer characters than the line (the channel trims a space or line break
-   * at each cut).
-   */
-  function matchDeliveries(lines, rows) {
-    var out = lines.map(function () { return []; });
-    var byAuthor = {};
-    lines.forEach(function (m, i) { (byAuthor[m.from] = byAuthor[m.from] || []).push(i); });
-    Object.keys(byAuthor).forEach(function (from) {
-      var idx = byAuthor[from];
-      var mine = rows.filter(function (r) { return r.author === from; });
-      var j = 0;
-      idx.forEach(function (li, k) {
-        var m = lines[li], next = k + 1 < idx.length ? lines[idx[k + 1]] : null, chars = 0;
-        while (j < mine.length) {
-          var taken = out[li].length, at = timeOf(mine[j].created_at);
-          var more = taken === 0 ||
-            (next !== null && next.at !== null && at !== null && at < next.at) ||
-            chars + 2 * taken < m.len;
-          if (!more) break;
-          out[li].push(mine[j]);
-          chars += Number(mine[j].chars) || 0;
-          j++;
-        }
-      });
+  /** The delivery rows (pieces sent) of each transcript message id. */
+  function piecesById(rows) {
+    var out = {};
+    rows.forEach(function (r) {
+      if (r.message_id == null) return; // sent before rows named their message
+      var key = String(r.message_id);
+      (out[key] = out[key] || []).push(r);
     });
     return out;
   }
@@ -1183,21 +1156,13 @@
     var nodes = Array.prototype.filter.call(conv.els.transcript.children, function (n) {
       return OUTBOUND[n.getAttribute("data-from")] && n.getAttribute("data-id") != null && !n.getAttribute("data-state");
     });
-    var lines = nodes.map(function (n) {
-      var text = n.querySelector(".msg-text"), when = n.querySelector(".when");
-      return {
-        from: n.getAttribute("data-from"),
-        len: text ? text.textContent.length : 0,
-        at: when ? timeOf(when.getAttribute("datetime")) : null
-      };
-    });
     var rows = (Array.isArray(conv.deliveries) ? conv.deliveries : []).filter(function (r) {
       return r && typeof r === "object" && r.kind === "reply";
     });
-    var matched = matchDeliveries(lines, rows);
+    var pieces = piecesById(rows);
     var open = false;
-    nodes.forEach(function (n, i) {
-      var pieces = matched[i], state = deliveryState(pieces);
+    nodes.forEach(function (n) {
+      var mine = pieces[n.getAttribute("data-id")] || [], state = deliveryState(mine);
       if (state === null || state === "sending" || state === "sent") open = true;
       var el = n.querySelector(".delivery");
       if (!el) {
@@ -1216,8 +1181,8 @@
       el.setAttribute("data-state", state);
       el.hidden = false;
       tr(el, "delivery_" + state);
-      var reported = pieces.map(function (r) { return r.dlr_at; }).filter(Boolean).sort();
-      var segments = pieces.reduce(function (sum, r) { return sum + (Number(r.segments) || 0); }, 0);
+      var reported = mine.map(function (r) { return r.dlr_at; }).filter(Boolean).sort();
+      var segments = mine.reduce(function (sum, r) { return sum + (Number(r.segments) || 0); }, 0);
       var title = t("deliveryPieces", { n: segments });
       if (reported.length) title += " · " + t("deliveryReportAt", { at: HL.fmtTime(reported[reported.length - 1]) });
       el.setAttribute("title", title);

@@ -10,13 +10,21 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from channel_connectors.sms.settings import SmsSettings
+from channel_connectors.sms.settings import ACCESS_LOG, SmsSettings
 
 INBOUND_PATH = "/channels/sms/inbound"
 DLR_PATH = "/channels/sms/dlr"
 # Kannel's escapes: %p sender, %P receiver, %T unix time, %I Kannel's message id,
 # %F the SMSC's message id, %c coding (0 GSM-7/text, 1 binary, 2 UCS-2), %C charset.
 INBOUND_QUERY = "from=%p&to=%P&time=%T&id=%I&fid=%F&coding=%c&charset=%C"
+# bearerbox's access log (it stamps each line with the time itself): what happened to
+# each message and its binfo (the group sends' row and claim, campaigns/reconcile.py),
+# never a phone number or a message's text.
+ACCESS_LOG_FORMAT = "%l [SMSC:%i] [BINF:%B] [FID:%F] [flags:%m:%c:%M:%C:%d] [length:%L]"
+# smsbox retries a callback (inbound SMS, delivery report) the hub did not take: every
+# HTTP_QUEUE_DELAY seconds, HTTP_RETRIES times (a restarting hub misses nothing).
+HTTP_RETRIES = 150
+HTTP_QUEUE_DELAY = 2
 
 
 def with_secret(url: str, secret: str) -> str:
@@ -54,7 +62,8 @@ smsbox-interface = 127.0.0.1
 box-allow-ip = "127.0.0.1"
 log-file = {_q(str(log_dir / "kannel-bearerbox.log"))}
 log-level = 1
-access-log = {_q(str(log_dir / "kannel-access.log"))}
+access-log = {_q(str(log_dir / ACCESS_LOG))}
+access-log-format = {_q(ACCESS_LOG_FORMAT)}
 store-type = file
 store-location = {_q(str(store))}
 dlr-storage = internal
@@ -94,8 +103,8 @@ sendsms-port = {s.sendsms_port}
 sendsms-interface = 127.0.0.1
 log-file = {_q(str(log_dir / "kannel-smsbox.log"))}
 log-level = 1
-http-request-retry = 5
-http-queue-delay = 2
+http-request-retry = {HTTP_RETRIES}
+http-queue-delay = {HTTP_QUEUE_DELAY}
 max-pending-requests = 512
 
 group = sendsms-user

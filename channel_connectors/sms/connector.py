@@ -35,6 +35,7 @@ from channel_connectors.sms.kannel import (
     split,
 )
 from channel_connectors.sms.settings import SmsSettings
+from hotline.api.errors import Fields, read_json
 from hotline.auth import in_scope, require_user
 from hotline.config import Settings
 from hotline.lang import Lang, detect
@@ -146,6 +147,7 @@ class SmsChannel(Channel):
         app.router.add_route("GET", DLR_PATH, self.dlr)
         app.router.add_route("POST", DLR_PATH, self.dlr)
         app.router.add_get("/api/channels/sms/segments", self.segments_api)
+        app.router.add_post("/api/channels/sms/segments", self.segments_api)  # long drafts
         app.router.add_get(
             "/api/channels/sms/conversations/{conversation_id}/deliveries", self.deliveries_api
         )
@@ -232,10 +234,18 @@ class SmsChannel(Channel):
             return
         text = self.as_text(message)
         for piece in split(text, self.settings.max_chars):
-            await self._send(number, piece, conversation_id, "reply", message.author.value)
+            await self._send(
+                number, piece, conversation_id, "reply", message.author.value, message.message_id
+            )
 
     async def _send(
-        self, number: str, text: str, conversation_id: str | None, kind: str, author: str | None
+        self,
+        number: str,
+        text: str,
+        conversation_id: str | None,
+        kind: str,
+        author: str | None,
+        message_id: int | None = None,
     ) -> int:
         info = segments(text)
         # Opt-out confirmations ("notice") still go out; replies and case notices do not.
@@ -245,6 +255,7 @@ class SmsChannel(Channel):
                 insert(store.sms_outbound)
                 .values(
                     conversation_id=conversation_id,
+                    message_id=message_id,
                     number=number,
                     kind=kind,
                     author=author,
@@ -519,12 +530,17 @@ class SmsChannel(Channel):
 
     # ------------------------------------------------------------ staff API
     async def segments_api(self, request: web.Request) -> web.Response:
+        """How many SMS a draft takes: ``GET ?text=`` or, for a draft too long for a
+        URL, ``POST {"text": ...}``."""
         require_user(request, *STAFF)
-        text = request.query.get("text")
-        if text is None or len(text) > self._core.max_text_chars:
-            return _error(
-                400, "bad_request", f"text is required, at most {self._core.max_text_chars} chars"
-            )
+        limit = self._core.max_text_chars
+        if request.method == "POST":
+            body = Fields(await read_json(request), {"text"})
+            text: str | None = body.text("text", max_len=limit, multiline=True)
+        else:
+            text = request.query.get("text")
+        if text is None or len(text) > limit:
+            return _error(400, "bad_request", f"text is required, at most {limit} chars")
         pieces = split(text, self.settings.max_chars) if text else [""]
         infos = [segments(p) for p in pieces]
         return web.json_response(
@@ -562,6 +578,7 @@ class SmsChannel(Channel):
                 "deliveries": [
                     {
                         "id": r["id"],
+                        "message_id": r["message_id"],
                         "kind": r["kind"],
                         "author": r["author"],
                         "chars": r["chars"],

@@ -20,6 +20,9 @@ from hotline.config import (
     secret_file,
 )
 
+# The embedded Kannel's access log, in the hub's log directory (conf.py renders it there).
+ACCESS_LOG = "kannel-access.log"
+
 KannelMode = Literal["embedded", "external", "off"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,6 +56,10 @@ class SmsSettings:
     sendsms_port: int
     fake_port: int
     admin_password: str
+    # Group sends settle what a dead hub left mid-hand-off from bearerbox's status and
+    # access log; both empty (an external Kannel that gives neither): they stay unknown.
+    admin_url: str
+    access_log: Path | None
     smpp_host: str
     smpp_port: int
     smpp_user: str
@@ -154,6 +161,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sendsms_port": int_between(1, 65535),
     "fake_port": int_between(1, 65535),
     "admin_password": _secret,
+    "admin_url": http_url,
+    "access_log": Path,
     "smpp_host": host_name,
     "smpp_port": int_between(1, 65535),
     "smpp_user": _word,
@@ -184,6 +193,7 @@ def load(section: Mapping[str, str], core: Settings) -> SmsSettings:
 
     var = core.var_dir
     sendsms_port = values.get("sendsms_port", 13013)
+    admin_port = values.get("admin_port", 13000)
     if mode == "external":
         for key in ("sendsms_url", "sendsms_password", "inbound_secret"):
             if key not in values:
@@ -192,6 +202,8 @@ def load(section: Mapping[str, str], core: Settings) -> SmsSettings:
                 )
     else:
         values.setdefault("sendsms_url", f"http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms")
+        values.setdefault("admin_url", f"http://127.0.0.1:{admin_port}")
+        values.setdefault("access_log", var / "log" / ACCESS_LOG)
 
     def generated(key: str, file: str, what: str) -> None:
         if key not in values:
@@ -221,11 +233,13 @@ def load(section: Mapping[str, str], core: Settings) -> SmsSettings:
         var_dir=var,
         bearerbox=bearerbox,
         smsbox=smsbox,
-        admin_port=values.get("admin_port", 13000),
+        admin_port=admin_port,
         box_port=values.get("box_port", 13001),
         sendsms_port=sendsms_port,
         fake_port=values.get("fake_port", 13010),  # 10000 and up is Asterisk's RTP
         admin_password=values.get("admin_password", ""),
+        admin_url=values.get("admin_url", ""),
+        access_log=values.get("access_log"),
         smpp_host=values.get("smpp_host", ""),
         smpp_port=values.get("smpp_port", 2775),
         smpp_user=values.get("smpp_user", ""),

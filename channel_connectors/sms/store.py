@@ -1,4 +1,4 @@
-"""The SMS channel's own tables (migration 0005): sends with their delivery reports,
+"""The SMS channel's own tables (migrations 0005, 0007, 0009): sends with their delivery reports,
 opt-outs, and the buttons last sent per conversation (so a digit reply picks one)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ sms_outbound = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("conversation_id", String(36), index=True),
+    Column("message_id", Integer),  # the transcript line it carries (migration 0009)
     Column("number", String(32), nullable=False),
     Column("kind", String(16), nullable=False),  # reply | notice
     Column("author", String(16)),

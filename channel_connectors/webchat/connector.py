@@ -117,6 +117,7 @@ class WebChatChannel(Channel):
         app.router.add_get("/", self.index)
         app.router.add_get("/widget.js", self.widget)
         app.router.add_get("/ws/chat", self.websocket)
+        app.router.add_get("/ws/chat/limit", self.limit)
 
     async def index(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -126,6 +127,23 @@ class WebChatChannel(Channel):
             STATIC / "widget.js",
             headers={"Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"},
         )
+
+    async def limit(self, request: web.Request) -> web.Response:
+        """``{"retry_after": seconds}`` before this address may open a chat socket (0: now).
+
+        A browser cannot read the 429 of a refused WebSocket upgrade (the page only sees
+        the socket fail), so the widget asks here after a socket that never opened.
+        Nothing is spent. Readable cross-origin from the allowed origins.
+        """
+        wait = 0
+        if self._new_conversations is not None:
+            address = bucket(request_address(request, self._settings.trusted_proxies))
+            wait = self._new_conversations.peek(address)
+        headers = {"Cache-Control": "no-store", "Vary": "Origin"}
+        origin = request.headers.get("Origin")
+        if origin is not None and origin_allowed(request, self._settings.allowed_origins):
+            headers["Access-Control-Allow-Origin"] = origin
+        return web.json_response({"retry_after": wait}, headers=headers)
 
     async def _close_sockets(self, _app: web.Application) -> None:
         """Close open chats at shutdown so the server need not wait for them."""

@@ -26,6 +26,7 @@ from tests.conftest import free_port
 
 SECRET = "inbound-secret-" + "x" * 16
 SENDSMS_PASSWORD = "sendsms-password-123"
+ADMIN_PASSWORD = "admin-password-kannel"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"kannel:{SECRET}".encode()).decode()}
 
 
@@ -40,6 +41,10 @@ class Kannel:
             "sendsms_password": SENDSMS_PASSWORD,
             "inbound_secret": SECRET,
             "public_url": self.sms.public_url,
+            # What lets group sends settle rows a killed hub left mid-hand-off.
+            "admin_url": self.sms.admin_url,
+            "admin_password": ADMIN_PASSWORD,
+            "access_log": str(self.sms.access_log),
             **extra,
         }
 
@@ -57,7 +62,7 @@ def kannel(base_settings: Settings) -> Iterator[Kannel]:
             "fake_port": str(free_port()),
             "sendsms_password": SENDSMS_PASSWORD,
             "inbound_secret": SECRET,
-            "admin_password": "admin-password-kannel",
+            "admin_password": ADMIN_PASSWORD,
         },
         base_settings,
     )

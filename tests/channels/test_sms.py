@@ -225,6 +225,13 @@ async def test_rasa_down_handoff_and_agent_reply_by_sms(
         shown = await agent.get(f"/api/channels/sms/conversations/{cid}/deliveries")
         mine = [d for d in shown["deliveries"] if d["author"] == "agent"]
         assert mine and mine[0]["status"] == "sent" and mine[0]["encoding"] == "ucs2"
+        # Each piece names the transcript line it carries.
+        lines = (await agent.get(f"/api/conversations/{cid}"))["transcript"]
+        said = [m["id"] for m in lines if m["text"] == "您好，我是值班检察官"]
+        assert [d["message_id"] for d in mine] == said
+        author_of = {m["id"]: m["from"] for m in lines}
+        system = [d for d in shown["deliveries"] if d["author"] == "system"]  # "bot is down"
+        assert system and all(author_of[d["message_id"]] == "system" for d in system)
         await channel_of(down_hub).wait_report(mine[0]["id"], "delivered")
         shown = await agent.get(f"/api/channels/sms/conversations/{cid}/deliveries")
         assert [d["dlr_state"] for d in shown["deliveries"] if d["author"] == "agent"] == [
@@ -232,6 +239,9 @@ async def test_rasa_down_handoff_and_agent_reply_by_sms(
         ]
         count = await agent.get("/api/channels/sms/segments?text=" + "举" * 71)
         assert (count["encoding"], count["segments"]) == ("ucs2", 2)
+        # A draft too long for a URL is posted: 1,500 Chinese characters, 3 messages.
+        long = await agent.post("/api/channels/sms/segments", {"text": "举" * 1500})
+        assert (long["chars"], long["messages"], long["segments"]) == (1500, 3, 23)
         async with (
             aiohttp.ClientSession() as anonymous,
             anonymous.get(f"{base}/api/channels/sms/conversations/{cid}/deliveries") as resp,
@@ -547,3 +557,45 @@ async def test_a_named_reporter_who_asked_gets_a_notice_when_the_case_changes(
         assert await reporter.sent_count() == 2  # the notice and the opt-out confirmation
     for client in (agent, admin):
         await client.close()
+
+
+def test_bearerbox_status_and_access_log_are_read(tmp_path: Path) -> None:
+    """What group sends settle unknown rows from (``campaigns/reconcile.py``)."""
+    from channel_connectors.sms.kannel import parse_status, read_access_log
+
+    status = """<gateway><status>running</status>
+	<sms>
+		<received><total>0</total><queued>3</queued></received>
+		<sent><total>1</total><queued>0</queued></sent>
+		<storesize>0</storesize>
+	</sms>
+	<dlr><queued>5</queued></dlr>
+<boxes><box><type>smsbox</type><queue>0</queue></box></boxes>
+<smscs><count>1</count><smsc><id>fake</id><queued>0</queued><sms><sent>1</sent></sms></smsc>
+</smscs></gateway>"""
+    assert parse_status(status).idle  # inbound queued and DLRs pending are not outbound
+    busy_link = status.replace("<queued>0</queued><sms>", "<queued>2</queued><sms>")
+    assert not parse_status(busy_link).idle
+    assert not parse_status(status.replace("<storesize>0", "<storesize>1")).idle
+    assert not parse_status(status.replace("<queue>0</queue>", "<queue>1</queue>")).idle
+    assert not parse_status(
+        status.replace("<total>1</total><queued>0", "<total>1</total><queued>4")
+    ).idle
+    with pytest.raises(ValueError):
+        parse_status("<html>not bearerbox</html>")
+
+    log = tmp_path / "access.log"
+    log.write_text(
+        "2026-12-03 13:39:27 Log begins\n"
+        "2026-12-03 13:39:31 2026-12-03 13:39:31 Sent SMS [SMSC:fake] [BINF:1.aa] [FID:]\n"
+        "2026-12-03 13:39:32 Sent SMS [SMSC:fake] [SVC:x] [ACT:] [BINF:2.bb] [to:1]\n"
+        "2026-12-03 13:39:33 Sent SMS [SMSC:fake] [BINF:3.cc] [FID:]\n"
+        "2026-12-03 13:39:33 Failed SMS [SMSC:fake] [BINF:3.cc] [FID:]\n"
+        "2026-12-03 13:39:34 Receive DLR [SMSC:fake] [BINF:] [FID:x] [flags:-1:-1:-1:-1:8]\n"
+        "2026-12-03 13:39:35 Sent SMS [SMSC:fake] [BINF:9.zz] [FID:]\n",
+        encoding="utf-8",
+    )
+    told = read_access_log(log, {"1.aa", "2.bb", "3.cc", "4.dd"})
+    assert told.outcomes == {"1.aa": "sent", "2.bb": "sent", "3.cc": "failed"}
+    assert told.since is not None and told.since.tzinfo is not None
+    assert told.since.astimezone().strftime("%Y-%m-%d %H:%M:%S") == "2026-12-03 13:39:27"

@@ -1,19 +1,23 @@
 """The group-send scheduler: hands due messages to Kannel at the link's rate.
 
-Exactly once, as far as Kannel allows
--------------------------------------
+Exactly once
+------------
 Kannel's ``sendsms`` is not idempotent (no client message id, nothing to ask later), so
 every message row goes ``queued → sending`` (a claim: random token and time, committed)
 *before* the HTTP call and ``sending → sent`` after Kannel accepted it. The claim is a
-conditional UPDATE, so two schedulers never both send a row. Delivery reports come back
-on ``/channels/sms/campaign-dlr`` with the row id and its claim token, and move the row
-forward only (``sent → delivered | failed``), whatever order they arrive in.
+conditional UPDATE, so two schedulers never both send a row. Each message carries its
+row and claim to Kannel twice: in its delivery-report URL, whose reports come back on
+``/channels/sms/campaign-dlr`` and move the row forward only (``sent → delivered |
+failed``, in whatever order they arrive), and as ``binfo``, which bearerbox writes in its
+access log when it hands the message to the SMSC.
 
 A row still ``sending`` when the scheduler starts was being handed to Kannel when the
-hub died: it may or may not have gone out. It becomes ``unknown`` and is never sent
-again (a duplicate SMS to a citizen is worse than a missing one, and the console shows
-the unknowns). If Kannel did take it, a delivery report that still reaches the hub
-settles the row as ``delivered`` or ``failed``.
+hub died, and one whose sendsms call timed out may or may not have reached Kannel. Both
+become ``unknown`` and are settled by ``reconcile.Reconciler`` from bearerbox's status
+and access log: sent, failed, or never taken and so queued again. Without them (an
+external Kannel whose admin URL and access log are not configured) such rows stay
+``unknown`` and are never sent again: a duplicate SMS to a citizen is worse than a
+missing one, and the console shows the unknowns.
 A row Kannel refused (HTTP error) is ``failed``; one that never reached Kannel
 (connection refused) goes back to ``queued`` and is tried again after a pause.
 """
@@ -28,6 +32,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -42,8 +47,9 @@ from channel_connectors.sms.campaigns.models import (
     SmsSend,
     SmsSendMessage,
 )
+from channel_connectors.sms.campaigns.reconcile import CHECKING, UNTOLD, Reconciler, binfo
 from channel_connectors.sms.campaigns.settings import CampaignSettings
-from channel_connectors.sms.kannel import DLR_STATES, KannelClient, SendError
+from channel_connectors.sms.kannel import DLR_STATES, KannelAdmin, KannelClient, SendError
 from hotline.store.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DLR_PATH = "/channels/sms/campaign-dlr"
 # Kannel fills in %d (the report type) and %A (the SMSC's answer) when it calls back.
 _DLR_ESCAPES = "s=%d"
-RESTART_NOTE = "the hub stopped while handing this message to Kannel; not sent again"
 LINK_PAUSE = 5.0  # seconds to wait after Kannel could not be reached at all
 
 
@@ -68,6 +73,9 @@ class Link:
     public_url: str  # the hub as Kannel sees it
     secret: str  # Kannel's callbacks carry it as HTTP basic credentials kannel:<secret>
     allow: tuple[Network, ...] = ()  # where Kannel's callbacks may come from
+    admin_url: str = ""  # bearerbox's admin interface (its status) ...
+    admin_password: str = ""
+    access_log: Path | None = None  # ... and its access log: unknown rows are settled
 
     @classmethod
     def from_sms(cls, sms: Any) -> Link:
@@ -81,6 +89,9 @@ class Link:
             public_url=sms.public_url,
             secret=sms.inbound_secret,
             allow=tuple(sms.inbound_allow),
+            admin_url=sms.admin_url,
+            admin_password=sms.admin_password,
+            access_log=sms.access_log,
         )
 
     def dlr_url(self, message_id: int, token: str) -> str:
@@ -241,6 +252,9 @@ class CampaignScheduler:
         self._reports: list[tuple[tuple[int, str, int], asyncio.Future[bool]]] = []
         self._reports_ready = asyncio.Event()
         self._reporter: asyncio.Task[None] | None = None
+        self._reconciler: Reconciler | None = None
+        self._recheck = asyncio.Event()
+        self._checker: asyncio.Task[None] | None = None
         self.sent_count = 0
 
     @property
@@ -260,9 +274,13 @@ class CampaignScheduler:
             sender=self.link.sender,
             max_segments=self.link.max_segments,
         )
+        if self.link.admin_url and self.link.access_log is not None:
+            admin = KannelAdmin(http, self.link.admin_url, self.link.admin_password)
+            self._reconciler = Reconciler(admin, self.link.access_log, sessions)
+            self._checker = asyncio.create_task(self._check_loop(), name="sms-campaign-check")
         unknown = await self.recover()
         if unknown:
-            log.warning("group send rows left unknown after a restart", extra={"count": unknown})
+            log.warning("group send rows caught mid-hand-off", extra={"count": unknown})
         self._flusher = asyncio.create_task(self._flush_loop(), name="sms-campaign-sent")
         self._reporter = asyncio.create_task(self._report_loop(), name="sms-campaign-reports")
         self._task = asyncio.create_task(self._run(), name="sms-campaign-scheduler")
@@ -277,7 +295,7 @@ class CampaignScheduler:
         if self._inflight:
             # Each one is a claim, one HTTP call and a mark: let them finish.
             await asyncio.wait(self._inflight, timeout=10)
-        for name in ("_flusher", "_reporter"):
+        for name in ("_flusher", "_reporter", "_checker"):
             task = getattr(self, name)
             if task is not None:
                 task.cancel()
@@ -292,15 +310,36 @@ class CampaignScheduler:
 
     # ---------------------------------------------------------------- recovery
     async def recover(self) -> int:
-        """Rows a dead hub left ``sending`` become ``unknown`` (never sent twice)."""
+        """Rows a dead hub left ``sending`` become ``unknown``: to be checked against
+        Kannel's log, or (no log to read) never sent again."""
         async with self.sessions() as session:
             result = await session.execute(
                 update(SmsSendMessage)
                 .where(SmsSendMessage.state == MessageState.SENDING.value)
-                .values(state=MessageState.UNKNOWN.value, error=RESTART_NOTE)
+                .values(state=MessageState.UNKNOWN.value, error=self._unknown_note)
             )
             await session.commit()
+        self._recheck.set()  # also what an earlier run left to check
         return _rowcount(result)
+
+    @property
+    def _unknown_note(self) -> str:
+        return CHECKING if self._reconciler is not None else UNTOLD
+
+    async def _check_loop(self) -> None:
+        assert self._reconciler is not None
+        while True:
+            await self._recheck.wait()
+            self._recheck.clear()
+            try:
+                settled = await self._reconciler.run()
+            except Exception:  # the database, say: the rows stay unknown; try again
+                log.exception("group send: checking unknown rows against kannel failed")
+                await asyncio.sleep(self.settings.poll * 5)
+                self._recheck.set()
+                continue
+            if settled.get("absent"):
+                self.wake()
 
     # ---------------------------------------------------------------- the loop
     async def _run(self) -> None:
@@ -427,7 +466,9 @@ class CampaignScheduler:
         if not _rowcount(claimed):
             return  # cancelled, or another scheduler has it
         try:
-            await self._kannel.send(phone, text, self.link.dlr_url(message_id, token))
+            await self._kannel.send(
+                phone, text, self.link.dlr_url(message_id, token), binfo=binfo(message_id, token)
+            )
         except SendError as exc:
             await self._failed(message_id, token, exc)
             return
@@ -511,7 +552,7 @@ class CampaignScheduler:
             log.warning("kannel unreachable; group send paused", extra={"seconds": LINK_PAUSE})
         elif cause is not None:
             # Timed out or cut off mid-request: Kannel may have it. Never twice.
-            state, error = MessageState.UNKNOWN, str(exc)[:200]
+            state, error = MessageState.UNKNOWN, self._unknown_note
         else:
             state, error = MessageState.FAILED, str(exc)[:200]  # Kannel said no
         async with self.sessions() as session:
@@ -529,3 +570,5 @@ class CampaignScheduler:
                 )
             )
             await session.commit()
+        if state == MessageState.UNKNOWN:
+            self._recheck.set()

@@ -35,12 +35,16 @@
   }
   var SERVER_ORIGIN = serverUrl.origin;
   var WS_URL = (serverUrl.protocol === "https:" ? "wss:" : "ws:") + "//" + serverUrl.host + "/ws/chat";
+  // How long this address must wait: a browser cannot read a refused upgrade's 429.
+  var LIMIT_URL = SERVER_ORIGIN + "/ws/chat/limit";
 
   var MAX_LEN = 2000;
   var COUNTER_FROM = 1800;
   var BACKOFF_MIN = 500;
   var BACKOFF_MAX = 10000;
   var HANDSHAKE_TIMEOUT = 15000;
+  var HOLD_MAX = 3600;        // seconds: the longest server-requested wait we honour
+  var PROBE_TIMEOUT = 5000;
 
   function attr(name) { return script ? script.getAttribute(name) : null; }
 
@@ -53,6 +57,7 @@
   var KEY_RESUME = key("resume");
   var KEY_OUTBOX = key("outbox");
   var KEY_LANG = key("lang");
+  var KEY_HOLD = key("hold");   // epoch ms before which we must not reconnect
 
   var memStore = {};
   function storeGet(k) {
@@ -63,6 +68,13 @@
   }
   function storeDel(k) {
     try { window.localStorage.removeItem(k); } catch (e) { delete memStore[k]; }
+  }
+
+  // A server-requested wait outlives a reload, so reloading cannot hammer the limit.
+  function loadHold() {
+    var v = Number(storeGet(KEY_HOLD));
+    if (!isFinite(v) || v <= Date.now() || v > Date.now() + HOLD_MAX * 1000) { storeDel(KEY_HOLD); return 0; }
+    return v;
   }
 
   function loadOutbox() {
@@ -133,7 +145,13 @@
       failed: "发送失败",
       inputLabel: "输入消息",
       messagesLabel: "对话消息",
-      newMessages: "条新消息"
+      newMessages: "条新消息",
+      waiting: "服务繁忙，稍后自动重新连接",
+      busy: "当前在线咨询人数较多，请稍候。将在 {time} 后自动重新连接。",
+      busyKept: "您输入的消息已保留，连接成功后会自动发送。",
+      busyNow: "正在重新连接…",
+      seconds: "{s} 秒",
+      minutes: "{m} 分 {s} 秒"
     },
     en: {
       title: "12309 Procuratorate Online Service",
@@ -159,7 +177,13 @@
       failed: "Not delivered",
       inputLabel: "Message",
       messagesLabel: "Conversation",
-      newMessages: "new messages"
+      newMessages: "new messages",
+      waiting: "Service busy. Will reconnect shortly",
+      busy: "Our online service is busy right now. Please wait: we will reconnect in {time}.",
+      busyKept: "Messages you type are kept and sent once you are connected.",
+      busyNow: "Reconnecting now…",
+      seconds: "{s} s",
+      minutes: "{m} min {s} s"
     }
   };
 
@@ -196,6 +220,10 @@
   var started = false;        // connection lifecycle started
   var bubbles = {};           // client id -> citizen bubble element
   var queueInfo = null;       // last {position, eta_seconds} while queued
+  var holdUntil = loadHold(); // server asked us not to reconnect before this (epoch ms)
+  var probing = false;        // asking the server how long to wait
+  var busyTimer = null;       // countdown ticker while holding
+  var busyShown = -1;         // seconds last shown in the countdown
 
   var host, root, els = {};
 
@@ -291,6 +319,11 @@
     ".privacy{flex:none;margin:0;padding:8px 14px;background:#fff8e1;color:#6b4e00;font-size:12px;line-height:1.45;border-bottom:1px solid #f3e3b0;}",
     ".status{flex:none;padding:5px 14px;font-size:12px;color:#7a4b00;background:#fff1d6;display:flex;align-items:center;gap:6px;}",
     ".status::before{content:\"\";width:8px;height:8px;border-radius:50%;background:#e09f1f;flex:none;animation:hlpulse 1.2s ease-in-out infinite;}",
+    ".status[data-state=waiting]{color:#3d4b5c;background:#eef1f5;}",
+    ".status[data-state=waiting]::before{animation:none;background:#8795a6;}",
+    ".busy{align-self:center;max-width:92%;font-size:12.5px;color:#6b4e00;background:#fff8e1;border:1px solid #f3e3b0;border-radius:8px;padding:6px 12px;text-align:center;white-space:pre-wrap;overflow-wrap:anywhere;}",
+    ".busy .count{font-weight:600;font-variant-numeric:tabular-nums;}",
+    ".busy .kept{display:block;margin-top:2px;font-size:12px;opacity:.85;}",
     "@keyframes hlpulse{0%,100%{opacity:1}50%{opacity:.3}}",
     ".typing{flex:none;padding:2px 14px 6px;font-size:12px;color:#6b7280;}",
     ".typing[hidden]{display:none;}",
@@ -435,6 +468,7 @@
     // Outgoing messages still waiting from a previous page load.
     renderPendingOutbox();
     setStatus(null);
+    if (holding()) showBusy(); // a wait the server asked for before this page load
 
     if (wantOpen) api.open();
     // Continue an existing conversation (or deliver a pending outbox) right away,
@@ -472,14 +506,15 @@
     for (var i = 0; i < nodes.length; i++) nodes[i].textContent = t(nodes[i].getAttribute("data-i18n"));
     var cit = els.messages.querySelectorAll(".msg[data-from=citizen]");
     for (var j = 0; j < cit.length; j++) setCitizenTitle(cit[j]);
+    if (els.busy) renderBusy();
   }
 
-  // state: "connecting" | "reconnecting" | "online" | null (idle)
+  // state: "connecting" | "reconnecting" | "waiting" (server asked us to wait) | "online" | null (idle)
   function setStatus(state) {
     if (!mounted) return;
     state = state || "idle";
     els.status.setAttribute("data-state", state);
-    if (state === "connecting" || state === "reconnecting") {
+    if (state === "connecting" || state === "reconnecting" || state === "waiting") {
       els.status.textContent = t(state);
       els.status.hidden = false;
     } else {
@@ -607,6 +642,65 @@
     scrollBottom();
   }
 
+  // -------------------------------------------------------------------
+  // "Service busy" notice with a countdown, while the server asked us to wait
+  // -------------------------------------------------------------------
+  function holding() { return holdUntil > Date.now(); }
+
+  function waitSeconds() { return Math.max(0, Math.ceil((holdUntil - Date.now()) / 1000)); }
+
+  function fmtWait(sec) {
+    return sec >= 60 ? tf("minutes", { m: Math.floor(sec / 60), s: sec % 60 }) : tf("seconds", { s: sec });
+  }
+
+  // (Re)build the notice's content in the current language. The countdown itself is
+  // updated in place by tickBusy (a text change, so the log does not announce it).
+  function renderBusy() {
+    var n = els.busy;
+    while (n.firstChild) n.removeChild(n.firstChild);
+    busyShown = waitSeconds();
+    els.busyCount = null;
+    if (!busyShown) {
+      n.appendChild(document.createTextNode(t("busyNow")));
+    } else {
+      var parts = t("busy").split("{time}");
+      n.appendChild(document.createTextNode(parts[0]));
+      els.busyCount = h("span", { className: "count", "data-testid": "hotline-busy-countdown", text: fmtWait(busyShown) });
+      n.appendChild(els.busyCount);
+      n.appendChild(document.createTextNode(parts.slice(1).join("")));
+    }
+    n.appendChild(h("span", { className: "kept", text: t("busyKept") }));
+  }
+
+  function tickBusy() {
+    if (!els.busy) return;
+    var sec = waitSeconds();
+    if (sec === busyShown) return;
+    if (!sec || !els.busyCount) { renderBusy(); clearInterval(busyTimer); busyTimer = null; return; }
+    busyShown = sec;
+    els.busyCount.firstChild.nodeValue = fmtWait(sec);
+  }
+
+  function showBusy() {
+    if (!mounted) return;
+    if (!els.busy || !els.busy.parentNode) {
+      els.busy = h("div", { className: "busy", "data-testid": "hotline-busy", "data-code": "too_many_conversations" });
+      els.messages.appendChild(els.busy);
+    }
+    renderBusy();
+    clearInterval(busyTimer);
+    busyTimer = setInterval(tickBusy, 250);
+    scrollBottom();
+  }
+
+  function hideBusy() {
+    clearInterval(busyTimer);
+    busyTimer = null;
+    if (els.busy && els.busy.parentNode) els.busy.parentNode.removeChild(els.busy);
+    els.busy = null;
+    els.busyCount = null;
+  }
+
   function renderPendingOutbox() {
     if (!mounted) return;
     for (var i = 0; i < outbox.length; i++) {
@@ -690,7 +784,9 @@
   function connect() {
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
-    if (ws) return;
+    if (ws || probing) return;
+    // Every path here (timers, "online", visibility, a message typed) honours the wait.
+    if (holding()) { scheduleReconnect(); return; }
     setStatus(everReady ? "reconnecting" : (attempt > 0 ? "reconnecting" : "connecting"));
     var sock;
     try {
@@ -701,13 +797,15 @@
     }
     ws = sock;
     ready = false;
+    var opened = false;
     clearTimeout(handshakeTimer);
     handshakeTimer = setTimeout(function () {
-      if (ws === sock && !ready) { try { sock.close(); } catch (e) { /* ignore */ } dropSocket(sock); }
+      if (ws === sock && !ready) { try { sock.close(); } catch (e) { /* ignore */ } dropSocket(sock, opened); }
     }, HANDSHAKE_TIMEOUT);
 
     sock.onopen = function () {
       if (ws !== sock) return;
+      opened = true;
       helloLang = lang;
       var hello = { type: "hello", lang: lang };
       var unit = attr("data-unit");
@@ -725,20 +823,73 @@
       try { handleFrame(msg); } catch (e) { if (window.console) console.error("[hotline]", e); }
     };
     sock.onerror = function () { /* a close event follows */ };
-    sock.onclose = function () { dropSocket(sock); };
+    sock.onclose = function () { dropSocket(sock, opened); };
   }
 
-  function dropSocket(sock) {
+  function dropSocket(sock, opened) {
     if (ws !== sock) return;
     ws = null;
     ready = false;
     clearTimeout(handshakeTimer);
-    setStatus("reconnecting");
+    if (!opened && !holding()) {
+      // Never opened: the upgrade may have been refused (429) for too many new
+      // conversations from this address. Ask how long to wait before trying again.
+      probing = true;
+      setStatus("reconnecting");
+      probeWait(function (wait) {
+        probing = false;
+        if (wait) holdOff(wait);
+        scheduleReconnect();
+      });
+      return;
+    }
     scheduleReconnect();
+  }
+
+  // Seconds the server asked us to wait, or 0 if the value is unusable.
+  function validWait(v) {
+    if (typeof v !== "number" || !isFinite(v) || v <= 0) return 0;
+    return Math.min(v, HOLD_MAX);
+  }
+
+  // Do not reconnect for `seconds`; tell the citizen why and when we retry.
+  function holdOff(seconds) {
+    holdUntil = Date.now() + seconds * 1000;
+    storeSet(KEY_HOLD, String(holdUntil));
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    showBusy();
+    setStatus("waiting");
+  }
+
+  function endHold() {
+    holdUntil = 0;
+    storeDel(KEY_HOLD);
+    hideBusy();
+  }
+
+  function probeWait(done) {
+    var finished = false;
+    function finish(v) { if (!finished) { finished = true; clearTimeout(timer); done(v); } }
+    var timer = setTimeout(function () { finish(0); }, PROBE_TIMEOUT);
+    if (typeof window.fetch !== "function") { finish(0); return; }
+    try {
+      window.fetch(LIMIT_URL, { cache: "no-store", credentials: "omit" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (b) { finish(b && typeof b === "object" ? validWait(b.retry_after) : 0); },
+          function () { finish(0); });
+    } catch (e) { finish(0); }
   }
 
   function scheduleReconnect() {
     if (reconnectTimer) return;
+    if (holding()) {
+      // The next attempt is at the end of the wait, not earlier.
+      if (mounted && !els.busy) showBusy();
+      setStatus("waiting");
+      reconnectTimer = setTimeout(function () { reconnectTimer = null; connect(); }, holdUntil - Date.now());
+      return;
+    }
     var base = Math.min(BACKOFF_MAX, BACKOFF_MIN * Math.pow(2, attempt));
     attempt++;
     var delay = Math.min(BACKOFF_MAX, Math.round(base * (0.8 + Math.random() * 0.4)));
@@ -747,7 +898,7 @@
   }
 
   function reconnectNow() {
-    if (!started || ws) return;
+    if (!started || ws || probing || holding()) return;
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
     connect();
@@ -771,6 +922,7 @@
         ready = true;
         everReady = true;
         attempt = 0;
+        endHold();
         clearTimeout(handshakeTimer);
         setStatus("online");
         applyConvState(msg.state);
@@ -835,6 +987,25 @@
         break;
       }
       case "error": {
+        if (msg.code === "too_many_conversations") {
+          // A hello refused: this socket holds no conversation of ours. Close it and
+          // wait as long as the server asked (or back off as usual if it did not say).
+          var wait = validWait(msg.retry_after);
+          var sock = ws;
+          if (!wait || ready) {
+            // No usable wait, or our conversation on this socket carries on: say so only.
+            if (mounted) renderNotice(msg.message || msg.code);
+          } else {
+            holdOff(wait);
+          }
+          if (sock && !ready) {
+            ws = null;
+            clearTimeout(handshakeTimer);
+            try { sock.close(1000); } catch (e) { /* ignore */ }
+            scheduleReconnect();
+          }
+          break;
+        }
         if (typeof msg.id === "string" && outboxRemove(msg.id)) {
           var b = bubbles[msg.id];
           if (b) { b.setAttribute("data-state", "failed"); setCitizenTitle(b); }

@@ -16,7 +16,7 @@ from tests.channels.contract.drivers import DRIVERS, Citizen, with_channel
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=[pytest.param(name, marks=DRIVERS[name].marks) for name in sorted(DRIVERS)])
 def channel(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -58,8 +58,11 @@ async def arrive(
     """A new citizen on the channel under test, reaching the given hub."""
     citizens: list[Citizen] = []
 
-    async def make(server: TestServer, lang: str = "zh") -> Citizen:
-        citizen: Citizen = await DRIVERS[channel].arrive(server, contract_settings, lang, request)
+    async def make(server: TestServer, lang: str | None = None) -> Citizen:
+        """``lang``: the citizen's language; by default the one of the driver's lines."""
+        driver = DRIVERS[channel]
+        language = lang or driver.lines.lang
+        citizen: Citizen = await driver.arrive(server, contract_settings, language, request)
         citizens.append(citizen)
         return citizen
 

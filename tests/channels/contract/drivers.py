@@ -7,23 +7,44 @@ tests through every registered driver.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import secrets
+import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy import select
 
 from hotline.appkeys import HUB
 from hotline.config import Settings
+from hotline.lang import Lang
 from hotline.ports import Capabilities
+from hotline.store.db import make_engine, sessionmaker
+from hotline.store.models import CallRecord, Message
 from tests.channels.kannel import Kannel, Phone, post_inbound
 from tests.chat import ChatClient
+from tests.sip_phone import SipPhone
+from voice_ivr.line import VoiceChannel
+from voice_ivr.prompts import prompt
 
 _NUMBERED = re.compile(r"^(\d{1,2})\. (.+)$", re.M)
+# A button read out on the phone ("For X, press 1." / "X请按1。"), from the IVR's prompt.
+_PRESS = {
+    lang: re.compile(
+        re.escape(prompt("press_for", lang, title="TITLE", n="9"))
+        .replace("TITLE", r"(?P<title>[^\n]+?)")
+        .replace("9", r"(?P<n>\d)")
+    )
+    for lang in ("zh", "en")
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,81 @@ class Reply:
         """Button titles a text-only channel wrote as numbered lines."""
         return tuple(title for _n, title in _NUMBERED.findall(self.text))
 
+    def pressed(self) -> tuple[str, ...]:
+        """Button titles a phone read out as "for X, press N", in the order of N."""
+        found = [(int(m["n"]), m["title"]) for r in _PRESS.values() for m in r.finditer(self.text)]
+        assert [n for n, _ in found] == list(range(1, len(found) + 1)), self.text
+        return tuple(title for _, title in found)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """What a citizen says at the contract's steps, as their channel can carry it.
+
+    Text channels type the Mandarin of the original contract. A phone caller speaks
+    English phrases its recognizer knows (pocketsphinx with the bot's English training
+    phrases as grammar: no Mandarin model exists here) or presses keys. ``stored``
+    fields are what the hub must store for a message; ``*_shows`` what an answer shows.
+    """
+
+    lang: Lang = "zh"
+    hello: str = "你好"
+    greeting_shows: str = "12309"
+    check_case: str = "我想查一下我的案件进度"
+    asks_code: str = "案件编号"
+    # The redelivery test's two messages (a phone redelivers keys: its SIP INFO).
+    first: str = "你好"
+    first_stored: str = "你好"
+    first_shows: str = "12309"
+    second: str = "我想查一下我的案件进度"
+    second_stored: str = "我想查一下我的案件进度"
+    second_shows: str = "案件"
+    question: str = "举报之后多久会有答复？"
+    answer_shows: str = "7个工作日"
+    ask_status: str = "查询案件进度"
+    status_shows: str = "当前状态"
+    check_button: str = "查询案件进度"
+    report_button: str = "我要举报"
+    to_person: str = "转人工"
+    to_person_shows: str = "人工"
+    english_check: str = "I want to check the status of my case"
+    report: str = "我要举报"
+    report_stored: str = "我要举报"
+    bot_unavailable_shows: str = "智能助手暂时无法回复"
+
+
+TEXT_LINES = Lines()
+PHONE_LINES = Lines(
+    lang="en",
+    # Phrases pocketsphinx takes back exactly whatever the silence before them (checked
+    # offline against espeak-ng at 7 leads; "hello" or "i want to check the status of my
+    # case" are not: the recognizer's first utterance is sensitive to its alignment).
+    hello="hello there",
+    greeting_shows="12309",
+    check_case="track my case",
+    asks_code="case code",
+    # At the main menu: 1 is a report (the menu's choice opens the bot's form, stored
+    # as the menu's words); then 1 again is the form's first button, "Don't know".
+    first="1",
+    first_stored="Make a report (phone menu)",
+    first_shows="name of the person you are reporting",
+    second="1",
+    second_stored="Don't know",
+    second_shows="organization",
+    question="how do i file a complaint",
+    answer_shows="complaint",
+    ask_status="lookup case status",
+    english_check="track my case",
+    status_shows="Status:",
+    check_button="Check my case",
+    report_button="Make a report",
+    to_person="talk to a human",
+    to_person_shows="member of staff",
+    report="1",  # the menu's report key opens the bot's report form
+    report_stored="Make a report (phone menu)",
+    bot_unavailable_shows="assistant can't answer right now",
+)
+
 
 def joined(replies: list[Reply]) -> str:
     return "\n".join(r.text for r in replies)
@@ -47,6 +143,9 @@ class Citizen(ABC):
 
     channel: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    lines: ClassVar[Lines] = TEXT_LINES
+    connector: ClassVar[bool] = True  # a folder of channel_connectors/ (not the phone line)
+    marks: ClassVar[tuple[pytest.MarkDecorator, ...]] = ()
     conversation_id: str | None = None
 
     @abstractmethod
@@ -243,9 +342,245 @@ class SmsCitizen(Citizen):
         await self._phone.__aexit__(None, None, None)
 
 
-DRIVERS: dict[str, type[Any]] = {"webchat": WebChatCitizen, "sms": SmsCitizen}
+VOICE_SETTINGS = (
+    "asterisk_root",
+    "ari_url",
+    "ari_password",
+    "sip_port",
+    "sip_trunk_password",
+    "rtp_start",
+    "voice_enabled",
+)
+_KEYS = re.compile(r"^[0-9*#]+$")
+_RECORD_WAIT = 20.0  # seconds for the IVR to get to a step of the call
+_TURN_WAIT = 40.0  # seconds for a turn: speech heard, the bot's answer, its prompt begun
+
+
+class VoiceCitizen(Citizen):
+    """A caller on the real phone line: a SIP phone through Asterisk's trunk.
+
+    Keys are SIP INFO, speech is espeak-ng audio streamed as RTP and heard by the IVR's
+    recognizer. What the caller hears is what the hub stored for the call's
+    conversation (the IVR speaks exactly those replies, buttons read as "press N") and
+    the prompts' audio: a turn is over when the replies are stored and their prompt has
+    begun playing, so the next answer barges in while the IVR listens.
+    """
+
+    channel = "voice"
+    capabilities = VoiceChannel.capabilities
+    lines = PHONE_LINES
+    connector = False
+    marks = (pytest.mark.voice,)
+
+    def __init__(self, server: TestServer, settings: Settings, phone: SipPhone, lang: Lang):
+        self._server = server
+        self._settings = settings
+        self._phone = phone
+        self._lang = lang
+        self._folder = Path(tempfile.mkdtemp(prefix="voice-citizen-"))
+        self._engine = make_engine(settings.database_url)
+        self._seen = 0  # the last message of the conversation already taken as heard
+
+    @classmethod
+    def configure(cls, settings: Settings, request: pytest.FixtureRequest) -> Settings:
+        asterisk: Settings = request.getfixturevalue("asterisk")
+        return replace(settings, **{name: getattr(asterisk, name) for name in VOICE_SETTINGS})
+
+    @classmethod
+    async def arrive(
+        cls, server: TestServer, settings: Settings, lang: str, request: pytest.FixtureRequest
+    ) -> VoiceCitizen:
+        """A caller dials the hotline and picks a language: now at the main menu."""
+        caller = "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+        phone = SipPhone(("127.0.0.1", settings.sip_port), caller, settings.sip_trunk_password)
+        language: Lang = "en" if lang == "en" else "zh"
+        citizen = cls(server, settings, phone, language)
+        start = time.monotonic()
+        await phone.call(settings.ivr_number)
+        await phone.wait_sound(start)  # the welcome, offering the languages
+        await citizen._press("2" if language == "en" else "1")
+        await citizen._step("language")
+        await phone.wait_sound(time.monotonic())  # the main menu
+        return citizen
+
+    # ----------------------------------------------------------- what it hears
+    async def _record(self) -> CallRecord | None:
+        async with sessionmaker(self._engine)() as session:
+            query = select(CallRecord).where(CallRecord.caller == self._phone.caller)
+            found: CallRecord | None = (await session.execute(query)).scalar_one_or_none()
+            return found
+
+    async def _step(self, name: str) -> CallRecord:
+        """Wait for the call's CDR to show ``name`` (the IVR's path, written as it goes)."""
+        async with asyncio.timeout(_RECORD_WAIT):
+            while True:
+                record = await self._record()
+                if record is not None and name in [s["step"] for s in record.ivr_path]:
+                    if record.conversation_id is not None:
+                        self.conversation_id = record.conversation_id
+                    return record
+                await asyncio.sleep(0.05)
+
+    async def _messages(self) -> list[Message]:
+        if self.conversation_id is None:
+            return []
+        async with sessionmaker(self._engine)() as session:
+            query = select(Message).where(
+                Message.conversation_id == self.conversation_id, Message.id > self._seen
+            )
+            return list((await session.execute(query.order_by(Message.id))).scalars())
+
+    def _reply(self, message: Message) -> Reply:
+        """A stored reply as the IVR reads it out: its text, then "for X, press N"."""
+        titles = [str(b["title"]) for b in message.buttons or ()]
+        presses = [prompt("press_for", self._lang, title=t, n=n) for n, t in enumerate(titles, 1)]
+        return Reply("\n".join([message.text, *presses]))
+
+    async def _turn(self, since: float) -> list[Reply]:
+        """The replies to the citizen's next stored message, once its turn is over and the
+        caller hears them (a prompt begins after ``since``)."""
+        try:
+            async with asyncio.timeout(_TURN_WAIT):
+                turn = await self._answered()
+                await self._phone.wait_sound(since, timeout=_TURN_WAIT)
+        except TimeoutError:
+            raise AssertionError(
+                f"no answer heard; the call so far: {await self._path()}"
+            ) from None
+        self._seen = turn[-1].id
+        return [self._reply(m) for m in turn[1:] if m.author in ("bot", "system")]
+
+    async def _answered(self) -> list[Message]:
+        """The citizen's next message and its replies, once its turn is over."""
+        while True:
+            if self.conversation_id is None:
+                record = await self._record()
+                self.conversation_id = record.conversation_id if record else None
+            rows = await self._messages()
+            asked = [i for i, m in enumerate(rows) if m.author == "citizen"]
+            if asked and rows[asked[0]].handled:
+                turn = rows[asked[0] : asked[1] if len(asked) > 1 else None]
+                if not any(m.author == "citizen" and not m.handled for m in turn):
+                    return turn
+            await asyncio.sleep(0.05)
+
+    async def _path(self) -> str:
+        """The call as far as the hotline recorded it (for failures): CDR steps, messages."""
+        record = await self._record()
+        steps = [(s["step"], s.get("value")) for s in record.ivr_path] if record else []
+        self._seen, seen = 0, self._seen
+        said = [(m.author, m.text[:60]) for m in await self._messages()]
+        self._seen = seen
+        return f"{steps} {said}"
+
+    # -------------------------------------------------------------- talking
+    async def _press(self, keys: str) -> None:
+        await self._phone.keys(keys)
+
+    async def _speak(self, text: str) -> None:
+        # Speech is said once the prompt is over: the recognizer is listening by then,
+        # while words said over a prompt's first moments may be cut (keys never are).
+        await self._phone.wait_quiet()
+        await self._phone.speak(text, self._folder)
+
+    async def _to_bot(self) -> None:
+        """From the main menu to the bot: legal questions, where the caller speaks first."""
+        await self._press("4")
+        await self._step("bot")
+        await self._phone.wait_sound(time.monotonic())  # "please ask your question"
+
+    async def say(self, text: str, *, message_id: str | None = None) -> list[Reply]:
+        """Keys (a code or PIN ends with #) or words; at the main menu, a key chooses
+        there and words go to the bot's legal questions first."""
+        keyed = bool(_KEYS.match(text))
+        if self.conversation_id is None and not keyed:
+            await self._to_bot()
+        if keyed:
+            await self._press(text + ("#" if len(text) > 1 and text.isdigit() else ""))
+        else:
+            await self._speak(text)
+        return await self._turn(time.monotonic())
+
+    async def leave_message(self, text: str) -> CallRecord:
+        """After hours: say ``text`` after the tone and press #; once the IVR has saved
+        it, the caller hears the case code and PIN (the call's record is returned)."""
+        await self._step("voicemail")
+        await self._speak(text)  # once the prompt and the tone are over
+        await self._press("#")
+        record = await self._step("message_saved")
+        await self._phone.wait_sound(time.monotonic())  # "your case code is ..."
+        return record
+
+    async def hears_agent(self) -> CallRecord:
+        """Once an agent's phone answered, the caller hears them (the bridge's audio)."""
+        async with asyncio.timeout(_TURN_WAIT):
+            while True:
+                record = await self._record()
+                answered = [
+                    s for s in (record.ivr_path if record else []) if s["step"] == "agent_answered"
+                ]
+                if answered:
+                    break
+                await asyncio.sleep(0.05)
+        await self._phone.wait_sound(time.monotonic())
+        assert record is not None
+        return record
+
+    async def choose(self, reply: Reply, title: str) -> list[Reply]:
+        titles = reply.pressed()
+        assert title in titles, (title, reply.text)
+        return await self.say(str(titles.index(title) + 1))
+
+    async def redeliver(self) -> None:
+        """The last key's SIP INFO again, byte for byte: Asterisk answers it once more as
+        the retransmission it is, and the key counts once."""
+        answer = await self._phone.retransmit_last_key()
+        assert answer.status == 200, (answer.status, answer.reason)
+
+    async def expect(self, match: Callable[[Reply], bool], timeout: float = 15) -> Reply:
+        async with asyncio.timeout(timeout):
+            while True:
+                for message in await self._messages():
+                    self._seen = message.id
+                    reply = self._reply(message)
+                    if message.author != "citizen" and match(reply):
+                        return reply
+                await asyncio.sleep(0.05)
+
+    async def _refused(self, body: bytes) -> str:
+        """An INFO in the call's dialog with ``body`` as its dtmf-relay: Asterisk's error."""
+        data, cseq = self._phone.info("")
+        data = data.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: %d\r\n\r\n" % len(body))
+        answer = await self._phone.transact(data + body, cseq, "INFO")
+        assert 400 <= answer.status < 600, (answer.status, answer.reason)
+        return f"{answer.status} {answer.reason}"
+
+    async def unstorable(self, text: str) -> str:
+        """The text as the body of a key's INFO: no key, and nothing Asterisk can read."""
+        return await self._refused(text.encode("utf-8", "surrogatepass"))
+
+    async def malformed(self) -> list[str]:
+        return [
+            await self._refused(b"Signal=ZZ\r\nDuration=abc\r\n"),  # no key
+            await self._refused(b"\x00\x01\xff" * 100),  # binary garbage
+            await self._refused(b"Signal=" + b"5" * 3000 + b"\r\n"),  # an oversize signal
+            await self._refused(b"X" * 60000),  # an oversize datagram (60 kB)
+        ]
+
+    async def close(self) -> None:
+        await self._phone.close()
+        await self._engine.dispose()
+
+
+DRIVERS: dict[str, type[Any]] = {
+    "webchat": WebChatCitizen,
+    "sms": SmsCitizen,
+    "voice": VoiceCitizen,
+}
 
 
 def with_channel(settings: Settings, channel: str) -> Settings:
+    if not DRIVERS[channel].connector:
+        return settings
     channels = settings.channels if channel in settings.channels else (*settings.channels, channel)
     return replace(settings, channels=channels)
