@@ -8,6 +8,7 @@ tests through every registered driver.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
@@ -32,6 +34,7 @@ from hotline.store.models import CallRecord, Message
 from tests.channels.kannel import Kannel, Phone, post_inbound
 from tests.chat import ChatClient
 from tests.sip_phone import SipPhone
+from tests.telegram_api import shared_double
 from voice_ivr.line import VoiceChannel
 from voice_ivr.prompts import prompt
 
@@ -584,3 +587,152 @@ def with_channel(settings: Settings, channel: str) -> Settings:
         return settings
     channels = settings.channels if channel in settings.channels else (*settings.channels, channel)
     return replace(settings, channels=channels)
+
+
+class TelegramCitizen(Citizen):
+    """A Telegram user, through the Bot API double (``tests/telegram_api.py``): the
+    double delivers their updates to the hub's webhook with the secret header, as
+    Telegram's servers do, and the replies are what the hub sent by ``sendMessage``.
+    Buttons are native (inline keyboards; a press is a callback query)."""
+
+    channel = "telegram"
+    capabilities = Capabilities(media="chat", buttons=True, max_length=4096)
+
+    def __init__(self, server: TestServer, base: str, user: dict[str, Any]) -> None:
+        self._server = server
+        self._base = base  # the double's citizen side for this test's bot
+        self._user = user
+        self._http = aiohttp.ClientSession()
+        self._seen = 0  # the last bot message already taken as received
+        self._last_update: int | None = None
+        self._sent: list[dict[str, Any]] = []  # what the bot sent, with message ids
+
+    @classmethod
+    def configure(cls, settings: Settings, request: pytest.FixtureRequest) -> Settings:
+        """A bot of its own on the shared double, in webhook mode on the hub's port."""
+        double = shared_double()
+        token = f"{secrets.randbelow(10**9) + 1}:{secrets.token_urlsafe(30)}"
+        section = {
+            "api_url": double.url,
+            "token": token,
+            "mode": "webhook",
+            "webhook_secret": secrets.token_urlsafe(24),
+        }
+        sections = {**settings.channel_sections, "telegram": section}
+        return replace(settings, channel_sections=sections)
+
+    @classmethod
+    async def arrive(
+        cls, server: TestServer, settings: Settings, lang: str, request: pytest.FixtureRequest
+    ) -> TelegramCitizen:
+        """A user opens the bot: the conversation starts when they write."""
+        section = settings.channel_sections["telegram"]
+        base = f"{section['api_url']}/_double/{section['token']}"
+        user = {
+            "id": 10_000 + secrets.randbelow(10**9),
+            "language_code": "en" if lang == "en" else "zh-hans",
+        }
+        return cls(server, base, user)
+
+    async def _post(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._http.post(f"{self._base}/{action}", json=body) as response:
+            answer: dict[str, Any] = await response.json()
+            assert response.status == 200, answer
+            return answer
+
+    async def _received(self, wait: float = 0) -> list[Reply]:
+        url = f"{self._base}/chats/{self._user['id']}?after={self._seen}&wait={wait}"
+        async with self._http.get(url) as response:
+            found = (await response.json())["messages"]
+        self._sent.extend(found)
+        if found:
+            self._seen = found[-1]["seq"]
+        return [Reply(m["text"], tuple(b["text"] for b in m["buttons"])) for m in found]
+
+    async def _turn(self, answer: dict[str, Any]) -> list[Reply]:
+        assert answer.get("status") == 200, answer  # the webhook's answer
+        self._last_update = answer["update_id"]
+        await self._server.app[HUB].drain()
+        current = await self._server.app[HUB].conversations.latest(
+            "telegram", str(self._user["id"])
+        )
+        self.conversation_id = current.id if current is not None else self.conversation_id
+        return await self._received()
+
+    async def say(self, text: str, *, message_id: str | None = None) -> list[Reply]:
+        return await self._turn(await self._post("send", {"user": self._user, "text": text}))
+
+    async def choose(self, reply: Reply, title: str) -> list[Reply]:
+        for sent in reversed(self._sent):
+            for button in sent["buttons"]:
+                if button["text"] == title:
+                    body = {
+                        "user": self._user,
+                        "message_id": sent["message_id"],
+                        "data": button["callback_data"],
+                    }
+                    return await self._turn(await self._post("press", body))
+        raise AssertionError(f"no button {title!r} was offered")
+
+    async def redeliver(self) -> None:
+        """Telegram sends an update again when it missed the webhook's answer."""
+        assert self._last_update is not None
+        answer = await self._post("redeliver", {"update_id": self._last_update})
+        assert answer["status"] == 200 and answer["answer"]["duplicate"] is True, answer
+        await self._server.app[HUB].drain()
+        assert await self._received() == []
+
+    async def expect(self, match: Callable[[Reply], bool], timeout: float = 15) -> Reply:
+        async with asyncio.timeout(timeout):
+            while True:
+                for reply in await self._received(wait=min(timeout, 5)):
+                    if match(reply):
+                        return reply
+
+    @staticmethod
+    def _refused(answer: dict[str, Any]) -> str:
+        assert 400 <= answer["status"] < 500, answer
+        body = answer["answer"]
+        return f"{body['error']}: {body['description']}"
+
+    async def unstorable(self, text: str) -> str:
+        """The text in a well-formed update (JSON escapes carry lone surrogates and NUL)."""
+        return self._refused(await self._post("send", {"user": self._user, "text": text}))
+
+    async def malformed(self) -> list[str]:
+        uid = self._user["id"]
+        bodies = [
+            "{not json",
+            "[" * 20000 + "]" * 20000,
+            '"hello"',
+            '{"update_id": "1", "message": {}}',
+            json.dumps(
+                {
+                    "update_id": 10**6,
+                    "message": {"message_id": 1, "date": 0, "chat": {"id": "x", "type": "private"}},
+                }
+            ),
+            json.dumps(
+                {
+                    "update_id": 10**6 + 1,
+                    "message": {
+                        "message_id": 99_999,
+                        "date": 0,
+                        "chat": {"id": uid, "type": "private"},
+                        "from": {"id": uid, "is_bot": False, "first_name": "x"},
+                        "text": ["not", "a", "string"],
+                    },
+                }
+            ),
+            "x" * 300_000,  # over the webhook's body limit
+        ]
+        errors = [self._refused(await self._post("raw", {"body": b})) for b in bodies]
+        oversize = await self._post("send", {"user": self._user, "text": "长" * 3000})
+        errors.append(self._refused(oversize))
+        return errors
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+DRIVERS["telegram"] = TelegramCitizen
