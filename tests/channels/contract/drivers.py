@@ -516,17 +516,8 @@ class VoiceCitizen(Citizen):
 
     async def hears_agent(self) -> CallRecord:
         """Once an agent's phone answered, the caller hears them (the bridge's audio)."""
-        async with asyncio.timeout(_TURN_WAIT):
-            while True:
-                record = await self._record()
-                answered = [
-                    s for s in (record.ivr_path if record else []) if s["step"] == "agent_answered"
-                ]
-                if answered:
-                    break
-                await asyncio.sleep(0.05)
+        record = await self._step("agent_answered")
         await self._phone.wait_sound(time.monotonic())
-        assert record is not None
         return record
 
     async def choose(self, reply: Reply, title: str) -> list[Reply]:
