@@ -18,6 +18,8 @@ train: setup
 bench: setup
 	@.venv/bin/python bench/kb_search.py
 	@.venv/bin/python bench/turn_latency.py
+	@.venv/bin/python bench/channel_latency.py
+	@.venv/bin/python bench/email_burst.py
 
 clean:
 	rm -rf var models .rasa

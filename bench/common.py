@@ -7,6 +7,9 @@ and they import it as ``common``.
 from __future__ import annotations
 
 import asyncio
+import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +68,19 @@ async def wait_healthy(http: aiohttp.ClientSession, base: str, tries: int = 150)
             pass
         await asyncio.sleep(0.2)
     raise SystemExit(f"{base}/healthz never answered 200")
+
+
+def machine() -> str:
+    """The machine, as docs/benchmarks.md names it: cores (nproc), CPU model, Python."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        out = ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line),
+        "unknown CPU",
+    )
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores (nproc), {model}, "
+        f"python {platform.python_version()}"
+    )

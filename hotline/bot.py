@@ -48,6 +48,20 @@ class Bot(Protocol):
     async def context(self, conversation_id: str) -> BotContext: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the bot's NLU makes of a whole text (a letter): its intent and confidence."""
+
+    intent: str | None
+    confidence: float
+
+
+class Reader(Protocol):
+    async def read(self, text: str) -> Reading:
+        """Classify ``text`` without a dialogue; raises ``BotUnavailable``."""
+        ...
+
+
 def context_from_tracker(tracker: dict[str, Any]) -> BotContext:
     slots = tracker.get("slots")
     fields = {
@@ -95,6 +109,29 @@ class RasaClient:
         if not isinstance(data, list):
             raise BotUnavailable("rasa answered with something other than a list")
         return [item for item in data if isinstance(item, dict)]
+
+    async def read(self, text: str) -> Reading:
+        """Rasa's NLU on ``text`` (``POST /model/parse``): no tracker, no dialogue."""
+        try:
+            async with self._session.post(
+                f"{self._url}/model/parse",
+                params={"token": self._token},
+                json={"text": text},
+                timeout=self._timeout,
+            ) as resp:
+                if resp.status != 200:
+                    raise BotUnavailable(f"rasa answered HTTP {resp.status}")
+                data = await resp.json()
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise BotUnavailable(type(exc).__name__) from exc
+        intent = data.get("intent") if isinstance(data, dict) else None
+        if not isinstance(intent, dict):
+            return Reading(None, 0.0)
+        name, confidence = intent.get("name"), intent.get("confidence")
+        return Reading(
+            name if isinstance(name, str) else None,
+            float(confidence) if isinstance(confidence, int | float) else 0.0,
+        )
 
     async def context(self, conversation_id: str) -> BotContext:
         """Read the conversation's tracker; an empty context when Rasa can't say."""

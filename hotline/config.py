@@ -92,7 +92,7 @@ class Settings:
     vosk_models: tuple[tuple[str, Path], ...] = ()  # (language, model folder) pairs
     # Channels: the folders of channel_connectors/ to load, and each one's raw settings
     # (HOTLINE_<NAME>_<KEY> or a [<name>] table), validated by the channel at start.
-    channels: tuple[str, ...] = ("webchat", "sms")
+    channels: tuple[str, ...] = ("webchat", "sms", "email")
     channel_sections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hotline.contacts import person_contacts
 from hotline.lang import Lang
 from hotline.orgs import ROOT_UNIT
 from hotline.store.models import (
@@ -178,13 +179,14 @@ class ConversationStore:
 async def earlier_conversations(
     session: AsyncSession, conversation: Conversation, limit: int
 ) -> list[Conversation]:
-    """The same contact's other conversations, newest first (caller history, sticky agent)."""
+    """The same citizen's other conversations, newest first (caller history, sticky
+    agent): the contact's, and those of the contacts linked with it (``hotline.contacts``)."""
     return list(
         (
             await session.execute(
                 select(Conversation)
                 .where(
-                    Conversation.contact_id == conversation.contact_id,
+                    Conversation.contact_id.in_(person_contacts(conversation.contact_id)),
                     Conversation.id != conversation.id,
                 )
                 .order_by(Conversation.created_at.desc())

@@ -23,12 +23,14 @@ from sqlalchemy import select
 
 from hotline import commands
 from hotline.answers import KnowledgeAnswers
-from hotline.bot import Bot, BotOverloaded, BotUnavailable
+from hotline.bot import Bot, BotOverloaded, BotUnavailable, Reader
 from hotline.botgate import BotGate
 from hotline.channels import ChannelRegistry
 from hotline.command_handlers import CommandHandlers
+from hotline.contacts import ContactLinks
 from hotline.conversations import ConversationStore
 from hotline.lang import Lang, detect, parse
+from hotline.letters import LetterDesk
 from hotline.messages import Accepted, Button, Inbound, Outbound
 from hotline.ports import InvalidInput
 from hotline.store.models import (
@@ -77,6 +79,7 @@ class Hub:
         intents: frozenset[str] = frozenset(),
         tracker: TrackerPurger | None = None,
         gate: BotGate | None = None,
+        reader: Reader | None = None,
     ) -> None:
         self.conversations = conversations
         # Every Rasa turn (greetings too) takes a slot here; None: no limit.
@@ -90,7 +93,11 @@ class Hub:
         self._handlers = CommandHandlers(
             conversations, tickets, answers, max_text_chars=max_text_chars
         )
+        # Channels whose messages are letters (email) are answered once, not in dialogue.
+        self._letters = LetterDesk(reader, tickets, answers) if reader is not None else None
         self._sealer = Sealer(secret_key, "message")
+        # Who is the same citizen across channels; answers the /link command.
+        self.links = ContactLinks(conversations.sessions, self.channels, secret_key, self.emit)
         self._max_text = max_text_chars
         self._intents = intents
         self._tracker = tracker
@@ -332,9 +339,15 @@ class Hub:
             await self._register_message(conversation, inbound)
             return
         if conversation.state == ConversationState.BOT:
+            if await self.links.take(conversation, inbound, lang):
+                return
             # Typed text never reaches Rasa as a slash command: only buttons can do that.
             payload = inbound.payload if inbound.payload not in _RATINGS else None
             text = payload or inbound.text.lstrip("/") or inbound.text
+            capabilities = self.channels.capabilities(conversation.channel)
+            if capabilities is not None and capabilities.letters:
+                await self._answer_letter(conversation, inbound, lang)
+                return
             try:
                 # The typing indicator is on while the turn waits for a slot; the wait
                 # does not count against Rasa's timeout, which starts with the call.
@@ -356,6 +369,22 @@ class Hub:
                         "tracker purged",
                         extra={"conversation_id": conversation.id, "events": purged},
                     )
+
+    async def _answer_letter(
+        self, conversation: Conversation, inbound: Inbound, lang: Lang
+    ) -> None:
+        if self._letters is None:  # no NLU to read it with: a person reads it
+            await self._bot_away(conversation, lang, "bot_unavailable", RuntimeError("no reader"))
+            return
+        try:
+            async with self.gate.turn():
+                await self._letters.answer(self, conversation, inbound.text, lang)
+        except BotOverloaded as exc:
+            await self._bot_away(conversation, lang, "bot_overloaded", exc)
+
+    def enqueue_after_turn(self, conversation_id: str) -> None:
+        """Give the conversation to the ACD once the turn's replies are stored."""
+        self._enqueue_after_turn.add(conversation_id)
 
     async def _bot_away(
         self, conversation: Conversation, lang: Lang, reason: str, exc: Exception

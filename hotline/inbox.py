@@ -53,6 +53,7 @@ class HubInbox:
         conversation, token = await self.hub.conversations.open(
             channel, lang, address, org_unit=org_unit, intent=intent
         )
+        await self.hub.links.opened(conversation)  # the same number on voice and SMS
         return _opened(conversation, resumed=False, token=token)
 
     async def resume(self, token: str) -> Opened | None:

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 MediaKind = Literal["realtime", "chat", "deferred"]
 MEDIA_KINDS: tuple[MediaKind, ...] = ("realtime", "chat", "deferred")
 
+# The kind of address a channel knows a citizen by. Contacts with the same phone
+# address are one citizen on every phone channel (a caller who also texts); other
+# kinds are joined only by a proof or by a supervisor (hotline.contacts).
+AddressKind = Literal["phone", "email", "telegram", "browser"]
+
 
 class InvalidInput(ValueError):
     """A citizen's message breaks a rule; ``code`` goes back to the sender."""
@@ -51,6 +56,11 @@ class Capabilities:
     segmented: bool = False  # text goes out in billed segments (SMS): show the count
     delivery_reports: bool = False  # per-message delivery states, at
     # GET /api/channels/<name>/conversations/<id>/deliveries
+    address: AddressKind = "browser"  # what the contact's external id is
+    # Each message is a letter (an email): the whole matter at once. The bot reads it
+    # once (hotline.letters) and answers from the knowledge base, files a report with
+    # its case code and PIN, or leaves it to a person; it holds no dialogue by letter.
+    letters: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +70,8 @@ class Capabilities:
             "max_length": self.max_length,
             "segmented": self.segmented,
             "delivery_reports": self.delivery_reports,
+            "address": self.address,
+            "letters": self.letters,
         }
 
 

@@ -144,6 +144,14 @@ class TicketService:
                 return NewCase(ticket.id, code, pin, reply_due, result_due)
         raise RuntimeError("could not allocate a unique case code")
 
+    async def filed_in(self, conversation_id: str) -> bool:
+        """Whether a case was filed from this conversation (a letter's thread)."""
+        async with self._sessions() as session:
+            found = await session.execute(
+                select(Ticket.id).where(Ticket.conversation_id == conversation_id).limit(1)
+            )
+            return found.first() is not None
+
     async def lookup(self, code: str, pin: str, conversation_id: str) -> Lookup:
         """Check a code and PIN, counting failures; a lost race on a new throttle row retries."""
         for _attempt in range(3):

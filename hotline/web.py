@@ -280,6 +280,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
                 max_waiting=settings.bot_max_waiting,
                 max_wait=settings.bot_max_wait,
             ),
+            reader=rasa,
         )
         for channel in channels:
             hub.channels.register(channel)

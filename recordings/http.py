@@ -60,7 +60,11 @@ def _next_block(blocks: Iterator[bytes]) -> bytes | None:
 
 
 async def serve(
-    request: web.Request, reader: SealedReader, content_type: str
+    request: web.Request,
+    reader: SealedReader,
+    content_type: str,
+    *,
+    disposition: str = "inline",
 ) -> web.StreamResponse:
     """Answer ``request`` (GET or HEAD) with the recording behind ``reader``.
 
@@ -93,7 +97,7 @@ async def serve(
         response.set_status(206)
         response.headers[hdrs.CONTENT_RANGE] = f"bytes {first}-{last}/{size}"
     response.headers[hdrs.CONTENT_TYPE] = content_type
-    response.headers[hdrs.CONTENT_DISPOSITION] = "inline"
+    response.headers[hdrs.CONTENT_DISPOSITION] = disposition
     response.content_length = last - first + 1
     await response.prepare(request)
     if request.method != hdrs.METH_HEAD and size > 0:

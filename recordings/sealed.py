@@ -24,6 +24,7 @@ associated data of chunk ``i`` is ``header | i as u32 | final flag u8 | caller a
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import tempfile
@@ -68,17 +69,22 @@ class SealedInfo:
 
 
 def recording_key(secret: bytes | str) -> bytes:
-    """The 32-byte recording key, derived from the project secret.
+    """The 32-byte recording key, derived from the project secret."""
+    return file_key(secret, KEY_PURPOSE)
+
+
+def file_key(secret: bytes | str, purpose: str) -> bytes:
+    """A 32-byte key for sealed files of one ``purpose``, derived from the project secret.
 
     Follows :class:`hotline.vault.Sealer`: HKDF-SHA256, no salt, ``info`` of
-    ``hotline:<purpose>``, so the recording key is independent of the identity and
+    ``hotline:<purpose>``, so each purpose's key is independent of the identity and
     message keys derived from the same secret. A ``str`` secret is taken as UTF-8.
     """
     raw = secret.encode() if isinstance(secret, str) else secret
     if not raw:
         raise ValueError("the project secret is empty")
     return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=f"hotline:{KEY_PURPOSE}".encode()
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f"hotline:{purpose}".encode()
     ).derive(raw)
 
 
@@ -122,9 +128,6 @@ def seal_file(
     directory, fsynced and renamed over ``dst``. ``src`` is left in place (see
     :func:`seal_and_remove`). ``chunk_size`` exists for tests; keep the default.
     """
-    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-        raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE}")
-    aead = _aead(key)
     if dst.exists() and src.samefile(dst):
         # Replacing the source with its own ciphertext, then seal_and_remove unlinking
         # "the source", would lose the recording.
@@ -133,36 +136,57 @@ def seal_file(
         # The length goes into the authenticated header, so it must be known before the
         # first chunk is encrypted; a source that grows or shrinks meanwhile is an error.
         plaintext_size = os.fstat(source.fileno()).st_size
-        count = _chunk_count(plaintext_size, chunk_size)
-        if count > _MAX_CHUNKS:
-            raise ValueError("the recording is too large for this chunk size")
-        prefix = os.urandom(8)
-        header = _HEADER.pack(MAGIC, VERSION, chunk_size, plaintext_size, prefix)
-        digest = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o600)
-                out.write(header)
-                for index in range(count):
-                    final = index == count - 1
-                    size = plaintext_size - index * chunk_size if final else chunk_size
-                    plain = _read_exactly(source, size)
-                    digest.update(plain)
-                    out.write(
-                        aead.encrypt(
-                            _nonce(prefix, index), plain, _chunk_aad(header, index, final, aad)
-                        )
+        return seal_stream(source, plaintext_size, dst, key, aad=aad, chunk_size=chunk_size)
+
+
+def seal_bytes(data: bytes, dst: Path, key: bytes, *, aad: bytes) -> SealedInfo:
+    """Seal ``data`` held in memory (an email attachment): no plaintext touches the disk."""
+    return seal_stream(io.BytesIO(data), len(data), dst, key, aad=aad)
+
+
+def seal_stream(
+    source: BinaryIO,
+    plaintext_size: int,
+    dst: Path,
+    key: bytes,
+    *,
+    aad: bytes,
+    chunk_size: int = CHUNK_SIZE,
+) -> SealedInfo:
+    """Encrypt exactly ``plaintext_size`` bytes of ``source`` into ``dst`` (see seal_file)."""
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE}")
+    aead = _aead(key)
+    count = _chunk_count(plaintext_size, chunk_size)
+    if count > _MAX_CHUNKS:
+        raise ValueError("the recording is too large for this chunk size")
+    prefix = os.urandom(8)
+    header = _HEADER.pack(MAGIC, VERSION, chunk_size, plaintext_size, prefix)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(header)
+            for index in range(count):
+                final = index == count - 1
+                size = plaintext_size - index * chunk_size if final else chunk_size
+                plain = _read_exactly(source, size)
+                digest.update(plain)
+                out.write(
+                    aead.encrypt(
+                        _nonce(prefix, index), plain, _chunk_aad(header, index, final, aad)
                     )
-                if source.read(1):
-                    raise SealedError("the source file changed while it was being sealed")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+                )
+            if source.read(1):
+                raise SealedError("the source file changed while it was being sealed")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(dst.parent)
     return SealedInfo(plaintext_size, sealed_size(plaintext_size, chunk_size), digest.hexdigest())
 

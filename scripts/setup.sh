@@ -4,7 +4,8 @@
 #   .venv-rasa  rasa 3.6.21 on Python 3.10 (pinned by constraints-rasa.txt)
 #   models/     the trained Rasa model, rebuilt only when nlu/ changes
 #   var/asterisk-root  Asterisk 22 in a Debian sid root (debootstrap; root only)
-# System packages (PostgreSQL, Chromium, SIPp, espeak-ng, sox, debootstrap) are installed
+# System packages (PostgreSQL, Chromium, SIPp, espeak-ng, sox, debootstrap, Kannel, and
+# Dovecot with IMAP and LMTP for the embedded mail system) are installed
 # with apt when missing and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ step() { printf '\033[1m[setup %s]\033[0m %s\n' "$1" "$2"; }
 die() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-want_system=(postgresql chromium sip-tester debootstrap espeak-ng libespeak-ng1 sox kannel kannel-extras)
+want_system=(postgresql chromium sip-tester debootstrap espeak-ng libespeak-ng1 sox kannel kannel-extras
+  dovecot-imapd dovecot-lmtpd)
 missing=()
 for pkg in "${want_system[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -162,6 +162,9 @@ VALID: dict[tuple[str, str], Valid] = {
         )
     ),
     ("DELETE", "/api/blacklist/{contact_id}"): Valid(),
+    # The other conversation's contact is this one: refused (409) after the checks.
+    ("POST", "/api/contacts/{contact_id}/links"): Valid(({"conversation_id": "{conv}"},)),
+    ("DELETE", "/api/contacts/{contact_id}/link"): Valid(),
     ("POST", "/api/canned"): Valid(
         ({"language": "zh", "title": "问候", "text": "您好\n请讲", "org_unit_id": "default"},)
     ),
@@ -200,6 +203,8 @@ PATH_IDS: dict[str, str] = {
     "/api/queues/{id}": "queue",
     "/api/queues/{id}/members": "queue",
     "/api/blacklist/{contact_id}": "contact",
+    "/api/contacts/{contact_id}/links": "contact",
+    "/api/contacts/{contact_id}/link": "contact",
     "/api/canned/{id}": "canned",
     "/api/supervisor/agents/{id}/status": "agent",
 }

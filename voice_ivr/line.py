@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class VoiceChannel(Channel):
     name = CHANNEL
     # Buttons are read out as "for X, press 1"; one call per agent at a time.
-    capabilities = Capabilities(media="realtime", buttons=False)
+    capabilities = Capabilities(media="realtime", buttons=False, address="phone")
 
     def __init__(self, ivr: Ivr) -> None:
         self._ivr = ivr

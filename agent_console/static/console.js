@@ -474,6 +474,9 @@
     var main = h("div", { className: "conv-main" }, [els.modeNotice, els.loadError, els.callBox, els.voiceHint, els.transcript, els.wrapup, els.composer]);
 
     els.fields = h("div", { className: "fields", testid: "fields" });
+    els.attachments = h("ul", { className: "attachments", testid: "attachments" });
+    els.attachmentsBox = section("attachmentsTitle", "attachments-box", [els.attachments]);
+    els.attachmentsBox.hidden = true;
     els.identity = buildIdentity(conv);
     els.history = h("div", { className: "contact-history", testid: "contact-history" });
     els.suggestions = h("ul", { className: "suggestions", testid: "suggestions" });
@@ -482,6 +485,7 @@
     els.close = buildClose(conv);
     var side = h("div", { className: "conv-side" }, [
       section("fieldsTitle", "fields-box", [els.fields]),
+      els.attachmentsBox,
       els.identity,
       section("historyContact", "contact-box", [els.history]),
       section("suggestionsTitle", "suggestions-box", [els.suggestions]),
@@ -835,6 +839,7 @@
     renderVoiceControls(conv);
     draftChanged(conv);
     if (conv.caps && conv.caps.delivery_reports) loadDeliveries(conv, true);
+    loadAttachments(conv);
     renderFields(els.fields, d.fields);
     renderIdentityState(conv);
     renderHistory(conv, d.contact);
@@ -1192,6 +1197,38 @@
     });
   }
 
+  /**
+   * The files the citizen sent (a channel with attachments: email), from the channel's
+   * staff route; each is a download through the same session (the server audits it).
+   */
+  function loadAttachments(conv) {
+    var box = conv.els.attachmentsBox;
+    if (!conv.caps || !conv.caps.attachments || !conv.channel) { box.hidden = true; return; }
+    api("GET", channelApi(conv, "/conversations/" + encodeURIComponent(conv.id) + "/attachments")).then(function (r) {
+      if (convs[conv.id] !== conv) return;
+      var list = conv.els.attachments;
+      HL.clear(list);
+      var rows = r.ok && r.data ? HL.listFrom(r.data, ["attachments"]) : [];
+      box.hidden = !rows.length && r.ok;
+      if (!r.ok) {
+        list.appendChild(h("li", { className: "error", text: HL.errorText(r) }));
+        return;
+      }
+      rows.forEach(function (a) {
+        if (!a || typeof a !== "object" || typeof a.url !== "string" || a.url.indexOf("/api/channels/") !== 0) return;
+        var link = h("a", { href: a.url, download: String(a.filename || ""), testid: "attachment-link", text: String(a.filename || "") });
+        var size = Number(a.size) || 0;
+        var meta = h("span", { className: "muted", text: " " + String(a.content_type || "") + " · " + fmtBytes(size) });
+        list.appendChild(h("li", { testid: "attachment" }, [link, meta]));
+      });
+    });
+  }
+
+  function fmtBytes(n) {
+    if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+    return Math.max(1, Math.round(n / 1024)) + " KB";
+  }
+
   // ----------------------------------------------------------- side boxes
   var FIELD_ORDER = ["case_kind", "summary", "person", "unit", "position", "details", "when", "place", "evidence", "anonymous"];
 
@@ -1249,6 +1286,7 @@
     if (contact.vip) badges.appendChild(h("span", { className: "badge vip", i18n: "vip" }));
     if (contact.blacklisted) badges.appendChild(h("span", { className: "badge blocked", i18n: "blacklisted" }));
     if (badges.firstChild) el.appendChild(badges);
+    renderLinks(conv, contact, el);
 
     var prev = Array.isArray(contact.previous) ? contact.previous : [];
     el.appendChild(h("h5", { i18n: "previousConversations", i18nArgs: { n: prev.length } }));
@@ -1257,7 +1295,8 @@
       var line = [HL.fmtTime(p.created_at), HL.tOr("cstate_" + p.state, p.state || "")];
       if (p.disposition) line.push(HL.tOr("disp_" + p.disposition, p.disposition));
       if (p.rating != null) line.push(t("rating", { n: p.rating }));
-      ul.appendChild(h("li", { testid: "history-previous", "data-conversation-id": p.id }, [
+      if (p.channel) line.unshift(HL.tOr("channel_" + p.channel, String(p.channel)));
+      ul.appendChild(h("li", { testid: "history-previous", "data-conversation-id": p.id, "data-channel": p.channel || "" }, [
         h("button", { type: "button", className: "link", text: line.filter(Boolean).join(" · "), onclick: function () { openConversation(p.id, "readonly", true); } })
       ]));
     });
@@ -1273,6 +1312,77 @@
       ]));
     });
     el.appendChild(tl);
+  }
+
+  // The contacts linked with this one: the same citizen on another channel (the same
+  // number, a code the citizen typed back, or a supervisor). Channels, never addresses.
+  // The agent holding the conversation or a supervisor may undo a link; a supervisor may
+  // link this contact with another conversation's. The server decides either way.
+  function renderLinks(conv, contact, el) {
+    var links = Array.isArray(contact.links) ? contact.links : [];
+    var els = conv.els;
+    el.appendChild(h("h5", { i18n: "contactLinks", i18nArgs: { n: links.length } }));
+    var ul = h("ul", { className: "plain contact-links", testid: "contact-links" });
+    var mayUndo = HL.supervising(HL.user()) || conv.mode === "live";
+    links.forEach(function (link) {
+      if (!link || typeof link !== "object") return;
+      var how = link.how == null ? "" : String(link.how);
+      var line = [HL.tOr("channel_" + link.channel, String(link.channel || "")), HL.tOr("linkHow_" + how, how)];
+      if (link.at) line.push(HL.fmtTime(link.at));
+      if (how === "supervisor" && link.by) line.push(t("linkBy", { who: String(link.by) }));
+      var undo = h("button", {
+        type: "button", className: "small", testid: "contact-unlink", i18n: "unlink", hidden: !mayUndo,
+        onclick: function () { unlinkContact(conv, String(link.contact_id), undo); }
+      });
+      ul.appendChild(h("li", { testid: "contact-link", "data-contact-id": link.contact_id, "data-channel": link.channel || "", "data-how": how }, [
+        h("span", { text: line.filter(Boolean).join(" · ") }), " ", undo
+      ]));
+    });
+    if (!links.length) ul.appendChild(h("li", { className: "muted", i18n: "none" }));
+    el.appendChild(ul);
+    if (!els.linkError) els.linkError = h("p", { className: "error", testid: "contact-link-error", role: "alert", hidden: true });
+    el.appendChild(els.linkError);
+    if (!HL.supervising(HL.user())) return;
+    if (!els.linkForm) {
+      // Built once, so a reload of the detail keeps what the supervisor is typing.
+      els.linkInput = h("input", {
+        type: "text", testid: "contact-link-conversation", maxlength: "64", autocomplete: "off",
+        i18nPlaceholder: "linkConversation", i18nLabel: "linkConversation"
+      });
+      var submit = h("button", { type: "submit", className: "small", testid: "contact-link-submit", i18n: "linkSubmit" });
+      els.linkForm = h("form", { className: "inline-form", testid: "contact-link-form" }, [els.linkInput, submit]);
+      els.linkForm.addEventListener("submit", function (ev) { ev.preventDefault(); linkContact(conv, submit); });
+    }
+    el.appendChild(els.linkForm);
+  }
+
+  function contactId(conv) {
+    var c = conv.detail && conv.detail.contact;
+    return c && typeof c.id === "string" ? c.id : null;
+  }
+
+  function linkContact(conv, button) {
+    var id = contactId(conv), other = conv.els.linkInput.value.trim();
+    if (!id) return;
+    if (!other) { HL.sayKey(conv.els.linkError, "linkMissing"); return; }
+    button.disabled = true;
+    api("POST", "/api/contacts/" + encodeURIComponent(id) + "/links", { conversation_id: other }).then(function (r) {
+      button.disabled = false;
+      if (!r.ok) { HL.say(conv.els.linkError, HL.errorText(r)); return; }
+      HL.say(conv.els.linkError, "");
+      conv.els.linkInput.value = "";
+      loadConversation(conv);
+    });
+  }
+
+  function unlinkContact(conv, id, button) {
+    button.disabled = true;
+    api("DELETE", "/api/contacts/" + encodeURIComponent(id) + "/link").then(function (r) {
+      button.disabled = false;
+      if (!r.ok) { HL.say(conv.els.linkError, HL.errorText(r)); return; }
+      HL.say(conv.els.linkError, "");
+      loadConversation(conv);
+    });
   }
 
   function renderSuggestions(conv, list) {

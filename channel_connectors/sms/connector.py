@@ -121,6 +121,7 @@ class SmsChannel(Channel):
         max_length=670,
         segmented=True,
         delivery_reports=True,
+        address="phone",
     )
     notice_address = "phone"  # hotline.ports.Notifier: case notices to reporters' phones
 

@@ -75,7 +75,7 @@ def make_router(channel: TelegramChannel) -> Router:
 
 class TelegramChannel(Channel):
     name = NAME
-    capabilities = Capabilities(media="chat", buttons=True, max_length=4096)
+    capabilities = Capabilities(media="chat", buttons=True, max_length=4096, address="telegram")
 
     def __init__(self, settings: TelegramSettings, core: Settings, inbox: Inbox) -> None:
         self.settings = settings

@@ -124,6 +124,7 @@ async def conversation_detail(request: web.Request) -> web.Response:
         contact = await session.get(Contact, conversation.contact_id)
         blacklisted = await session.get(Blacklist, conversation.contact_id) is not None
         previous = await earlier_conversations(session, conversation, 20)
+        links = await hub.links.links_of(session, contact) if contact is not None else []
         ids = [conversation.id, *(p.id for p in previous)]
         tickets = list(
             (
@@ -179,9 +180,13 @@ async def conversation_detail(request: web.Request) -> web.Response:
                 "channel": contact.channel if contact else conversation.channel,
                 "vip": bool(contact and contact.vip),
                 "blacklisted": blacklisted,
+                # The contacts linked with this one (hotline.contacts): channels, never
+                # addresses; their conversations are in "previous" and "tickets".
+                "links": links,
                 "previous": [
                     {
                         "id": p.id,
+                        "channel": p.channel,
                         "created_at": p.created_at.isoformat(),
                         "state": p.state,
                         "disposition": p.disposition,

@@ -13,6 +13,7 @@ from hotline.api import (
     call_control,
     calls,
     canned,
+    contacts,
     conversations,
     handling,
     identity,
@@ -70,6 +71,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/conversations/{id}/close", handling.close)
     r.add_post("/api/conversations/{id}/ticket", tickets.create_ticket)
     r.add_patch("/api/conversations/{id}/ticket", tickets.edit_ticket)
+    # one citizen across channels
+    r.add_post("/api/contacts/{contact_id}/links", contacts.link_contacts)
+    r.add_delete("/api/contacts/{contact_id}/link", contacts.unlink_contact)
     # agents and supervisors
     r.add_get("/api/agents/me", presence.me)
     r.add_post("/api/agents/me/status", presence.set_my_status)

@@ -119,6 +119,60 @@ class Contact(Base):
     external_id: Mapped[str] = mapped_column(String(128))
     vip: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # One citizen across channels (hotline.contacts, migration 0010): contacts sharing a
+    # person id are one person; None is a person of its own. ``phone_key`` is the number
+    # of a contact on a phone channel, normalised, so voice and SMS find each other.
+    person_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    phone_key: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class ContactLink(Base):
+    """How a contact came to be part of a person, and whether that was undone.
+
+    A contact has at most one open row (``ended`` None): the one for its current person.
+    ``how`` is ``phone`` (the same number on voice and SMS), ``proof`` (the citizen typed
+    a code sent to the other address) or ``supervisor``. Ended rows stay as the record; an
+    undone ``phone`` row keeps the automatic join from redoing it.
+    """
+
+    __tablename__ = "contact_link"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contact.id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(36), index=True)
+    how: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The conversation the link was made from (a proof's, or the one a supervisor named).
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    # undone (staff took it apart), alone (its person has no one else left) or merged
+    # (its person joined another one); None while it holds.
+    ended: Mapped[str | None] = mapped_column(String(16))
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ContactProof(Base):
+    """A code sent to an address the citizen says is theirs, waiting to be typed back.
+
+    Only an HMAC of the code is kept. The address is kept until the proof is settled
+    (needed to find or create its contact), then cleared.
+    """
+
+    __tablename__ = "contact_proof"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contact.id"), index=True)
+    conversation_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # the address kind: phone, email
+    channel: Mapped[str] = mapped_column(String(32))  # the channel the code went out on
+    address: Mapped[str | None] = mapped_column(String(254))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    # open, linked, failed (not sent), expired, exhausted (too many tries), replaced
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column()
 
 
 class Conversation(Base):

@@ -161,6 +161,8 @@ async def test_sms_reply_shows_segments_and_delivery_and_web_chat_does_not(
             "max_length": 670,
             "segmented": True,
             "delivery_reports": True,
+            "address": "phone",
+            "letters": False,
         }
         await agent.close()
 

@@ -17,14 +17,17 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
+import aiosmtplib
 import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from channel_connectors.email.imap import ImapMailbox
 from hotline.appkeys import HUB
 from hotline.config import Settings
 from hotline.lang import Lang
@@ -32,7 +35,12 @@ from hotline.ports import Capabilities
 from hotline.store.db import make_engine, sessionmaker
 from hotline.store.models import CallRecord, Message
 from tests.channels.kannel import Kannel, Phone, post_inbound
+from tests.channels.mail_fixtures import LIMIT as MAIL_LIMIT
+from tests.channels.mail_fixtures import PASSWORD as MAIL_PASSWORD
+from tests.channels.mail_fixtures import email_settings, new_address
 from tests.chat import ChatClient
+from tests.mail import CitizenMailbox, MailSystemThread, send_mail
+from tests.mail import letter as mail_letter
 from tests.sip_phone import SipPhone
 from tests.telegram_api import shared_double
 from voice_ivr.line import VoiceChannel
@@ -727,3 +735,167 @@ class TelegramCitizen(Citizen):
 
 
 DRIVERS["telegram"] = TelegramCitizen
+
+
+class EmailCitizen(Citizen):
+    """A citizen's mail client on the session's mail system (Dovecot and the SMTP relay):
+    letters go in over SMTP and each answers the hotline's last reply (its thread); the
+    replies are read from the citizen's own mailbox over IMAP. A turn ends when the
+    hotline's mailbox holds nothing unseen (the channel marks a letter seen once stored)
+    and the hub has answered. Letters carry no buttons: a choice is written as its
+    number, as on SMS."""
+
+    channel = "email"
+    capabilities = Capabilities(
+        media="deferred", buttons=False, attachments=True, address="email", letters=True
+    )
+
+    def __init__(self, server: TestServer, mail: MailSystemThread, hotline: str) -> None:
+        self._server = server
+        self._mail = mail
+        self._hotline = hotline
+        self.address = new_address("citizen")
+        self._box = CitizenMailbox(mail.imap_port, self.address, MAIL_PASSWORD)
+        self._last_reply: EmailMessage | None = None
+        self._references: list[str] = []
+        self._last_sent: EmailMessage | None = None
+
+    @classmethod
+    def configure(cls, settings: Settings, request: pytest.FixtureRequest) -> Settings:
+        return email_settings(settings, request.getfixturevalue("mail_system"))
+
+    @classmethod
+    async def arrive(
+        cls, server: TestServer, settings: Settings, lang: str, request: pytest.FixtureRequest
+    ) -> EmailCitizen:
+        mail = request.getfixturevalue("mail_system")
+        citizen = cls(server, mail, settings.channel_sections["email"]["address"])
+        await citizen._box.connect()
+        return citizen
+
+    def _letter(self, text: str) -> EmailMessage:
+        extra: dict[str, Any] = {}
+        if self._last_reply is not None:
+            extra["in_reply_to"] = str(self._last_reply["Message-ID"]).strip()
+            extra["references"] = self._references[-10:]
+        return mail_letter(self.address, self._hotline, "", text, **extra)
+
+    async def _send_raw(self, raw: bytes) -> None:
+        await aiosmtplib.send(
+            raw,
+            sender=self.address,
+            recipients=[self._hotline],
+            hostname="127.0.0.1",
+            port=self._mail.smtp_port,
+            start_tls=False,
+        )
+
+    async def _settle(self) -> None:
+        box = ImapMailbox(
+            "127.0.0.1",
+            self._mail.imap_port,
+            self._hotline,
+            MAIL_PASSWORD,
+            tls="none",
+            timeout=10.0,
+        )
+        await box.connect()
+        try:
+            async with asyncio.timeout(30):
+                while await box.fetch_unseen(1):
+                    await asyncio.sleep(0.05)
+        finally:
+            await box.close()
+        await self._server.app[HUB].drain()
+
+    async def _received(self, wait: float = 0.3) -> list[Reply]:
+        replies = []
+        while True:
+            try:
+                message = await self._box.next_message(wait)
+            except TimeoutError:
+                return replies
+            self._take(message)
+            replies.append(Reply(message.get_content().strip()))
+
+    def _take(self, message: EmailMessage) -> None:
+        self._last_reply = message
+        self._references.append(str(message["Message-ID"]).strip())
+
+    async def _turn(self) -> list[Reply]:
+        await self._settle()
+        current = await self._server.app[HUB].conversations.latest("email", self.address)
+        self.conversation_id = current.id if current is not None else self.conversation_id
+        return await self._received()
+
+    async def say(self, text: str, *, message_id: str | None = None) -> list[Reply]:
+        letter = self._letter(text)
+        if self._last_sent is not None:
+            self._references.append(str(self._last_sent["Message-ID"]).strip())
+        self._last_sent = letter
+        await send_mail(self._mail.smtp_port, letter)
+        return await self._turn()
+
+    async def choose(self, reply: Reply, title: str) -> list[Reply]:
+        titles = reply.numbered()
+        assert title in titles, (title, reply.text)
+        return await self.say(str(titles.index(title) + 1))
+
+    async def redeliver(self) -> None:
+        """The same letter again (a client's resend, a mailbox handing it over twice)."""
+        assert self._last_sent is not None
+        await send_mail(self._mail.smtp_port, self._last_sent)
+        assert await self._turn() == []
+
+    async def expect(self, match: Callable[[Reply], bool], timeout: float = 15) -> Reply:
+        message = await self._box.next_message(
+            timeout, lambda m: match(Reply(m.get_content().strip()))
+        )
+        self._take(message)
+        return Reply(message.get_content().strip())
+
+    async def _told(self, raw: bytes) -> str:
+        """Send a raw letter the channel must refuse; the notice the citizen gets."""
+        await self._send_raw(raw)
+        await self._settle()
+        message = await self._box.next_message(15)
+        return message.get_content().strip()
+
+    def _raw(self, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+        head = (
+            f"From: {self.address}\r\nTo: {self._hotline}\r\nSubject: \r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@example.test>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        return head.encode() + body + b"\r\n"
+
+    async def unstorable(self, text: str) -> str:
+        """The text written as its bytes would be (a lone surrogate as CESU-8, a NUL)."""
+        return await self._told(self._raw(text.encode("utf-8", "surrogatepass")))
+
+    async def malformed(self) -> list[str]:
+        errors = [
+            # a letter with no text at all, only an unreadable part
+            await self._told(
+                self._raw(
+                    b"--b\r\nContent-Type: application/octet-stream\r\n\r\n\x01\x02\r\n--b--",
+                    'multipart/mixed; boundary="b"',
+                )
+            ),
+        ]
+        try:  # over the mail system's size limit: refused at the door
+            await send_mail(
+                self._mail.smtp_port,
+                mail_letter(self.address, self._hotline, "x", "长" * MAIL_LIMIT),
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            errors.append(f"{exc.code} {exc.message}")
+        else:
+            errors.append("")
+        return errors
+
+    async def close(self) -> None:
+        await self._box.close()
+
+
+DRIVERS["email"] = EmailCitizen
