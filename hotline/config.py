@@ -7,6 +7,7 @@ message naming it instead of surfacing later as an odd runtime error.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import re
@@ -157,6 +158,30 @@ def _float_pos(raw: str) -> float:
     if not 0 < value <= 600:
         raise ValueError("must be a number of seconds between 0 and 600")
     return value
+
+
+def one_of(*options: str) -> Callable[[str], str]:
+    """A parser for a setting that takes one of ``options``."""
+
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError("must be " + ", ".join(options[:-1]) + " or " + options[-1])
+        return raw
+
+    return parse
+
+
+def describe_settings(settings: Any, hidden: frozenset[str]) -> dict[str, str]:
+    """A channel's settings dataclass as ``hotline config`` prints it: secrets as
+    ``<set>``/``<unset>``, everything else as text."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in hidden:
+            out[f.name] = "<set>" if value else "<unset>"
+        else:
+            out[f.name] = str(value)
+    return out
 
 
 def http_url(raw: str) -> str:

@@ -22,8 +22,8 @@ from typing import Protocol
 from hotline import casecode, intents, replies
 from hotline.answers import KnowledgeAnswers
 from hotline.bot import BotUnavailable, Reader
+from hotline.command_handlers import Turn
 from hotline.lang import Lang
-from hotline.messages import Button
 from hotline.store.models import AuthorKind, Conversation, ConversationState, TicketKind
 from hotline.texts import say
 from hotline.tickets import TicketService
@@ -44,22 +44,8 @@ MIN_DETAILS = 20  # characters a letter needs to be filed as a case of its own
 READ_CHARS = 600  # the NLU reads the opening of a letter: that is where the matter is
 
 
-class LetterTurn(Protocol):
-    """What answering a letter may do (the hub implements it)."""
-
-    async def emit(
-        self,
-        conversation: Conversation,
-        author: AuthorKind,
-        text: str,
-        buttons: tuple[Button, ...] = (),
-        *,
-        stored_text: str | None = None,
-    ) -> None: ...
-
-    async def change_state(
-        self, conversation: Conversation, state: ConversationState, reason: str | None
-    ) -> None: ...
+class LetterTurn(Turn, Protocol):
+    """What answering a letter may do: a command's turn, and queueing after it."""
 
     def enqueue_after_turn(self, conversation_id: str) -> None: ...
 

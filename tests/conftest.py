@@ -178,5 +178,8 @@ async def hub_server(settings: Settings) -> AsyncIterator[TestServer]:
     await server.close()
 
 
-# The session's Asterisk: registered here once, so every voice test module shares it.
+# The session's Asterisk, Kannel and mail system: registered here once, so every test
+# module shares one of each (a fixture imported into a module would start another).
+from tests.channels.kannel import kannel, sms_hub, sms_settings  # noqa: E402,F401
+from tests.channels.mail_fixtures import mail_system  # noqa: E402,F401
 from tests.voice import asterisk  # noqa: E402,F401

@@ -122,6 +122,19 @@ async def send_mail(smtp_port: int, message: EmailMessage) -> None:
     )
 
 
+async def wait_taken(imap_port: int, address: str, password: str, timeout: float = 30) -> None:
+    """Wait until the mailbox at ``address`` holds nothing unseen: the email channel
+    marks a letter seen once it stored it, so then every letter was taken."""
+    box = ImapMailbox("127.0.0.1", imap_port, address, password, tls="none", timeout=10.0)
+    await box.connect()
+    try:
+        async with asyncio.timeout(timeout):
+            while await box.fetch_unseen(1):
+                await asyncio.sleep(0.05)
+    finally:
+        await box.close()
+
+
 def parse(raw: bytes) -> EmailMessage:
     """A stored message as Python's email package reads it (line ends as "\\n")."""
     message = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)

@@ -42,7 +42,7 @@ from hotline.store.models import (
     Message,
 )
 from hotline.web import create_app
-from tests.channels.kannel import Kannel, Phone, joined, kannel, new_number  # noqa: F401
+from tests.channels.kannel import Kannel, Phone, joined, new_number
 from tests.chat import ChatClient, texts
 from tests.conftest import free_port
 from tests.staff import StaffClient
@@ -81,7 +81,7 @@ async def serve(settings: Settings) -> TestServer:
 
 
 @pytest.fixture
-async def sms_hub(settings: Settings, kannel: Kannel) -> AsyncIterator[TestServer]:  # noqa: F811
+async def sms_hub(settings: Settings, kannel: Kannel) -> AsyncIterator[TestServer]:
     server = await serve(down(settings, webchat={}, sms=kannel.section()))
     yield server
     await server.close()
@@ -155,7 +155,7 @@ def test_numbers_and_addresses() -> None:
 # ------------------------------------------------------------ voice and SMS
 async def test_the_same_number_on_voice_and_sms_is_one_citizen(
     sms_hub: TestServer,
-    kannel: Kannel,  # noqa: F811
+    kannel: Kannel,
 ) -> None:
     number = new_number()
     # The call: the voice line opens its conversation with the caller id as Asterisk
@@ -237,7 +237,7 @@ async def code_from(phone: Phone) -> str:
 
 async def test_a_web_chat_citizen_proves_a_phone_by_sms(
     sms_hub: TestServer,
-    kannel: Kannel,  # noqa: F811
+    kannel: Kannel,
 ) -> None:
     number = new_number()
     chat = ChatClient(base_of(sms_hub))
@@ -311,7 +311,7 @@ async def test_a_web_chat_citizen_proves_a_phone_by_sms(
 
 async def test_wrong_expired_and_exhausted_codes_and_the_limits(
     sms_hub: TestServer,
-    kannel: Kannel,  # noqa: F811
+    kannel: Kannel,
 ) -> None:
     number = new_number()
     chat = ChatClient(base_of(sms_hub), lang="en")

@@ -32,7 +32,7 @@ from channel_connectors.email.mailsystem import LocalMailSystem
 from channel_connectors.email.parse import Attachment, BadLetter, Letter, key_of, read_letter
 from channel_connectors.email.settings import EmailSettings
 from channel_connectors.email.smtp import SendError, SmtpSubmission
-from hotline.api.common import ID
+from hotline.api.common import ID, visible
 from hotline.api.errors import json_error
 from hotline.audit import record
 from hotline.auth import in_scope, require_user
@@ -137,7 +137,7 @@ class EmailChannel(Channel):
             return (
                 f"write to {s.address} through the local mail system (SMTP 127.0.0.1:"
                 f"{s.smtp_port}): .venv/bin/hotline simulate email --from "
-                'citizen@example.test --subject "举报" --text "…"'
+                'citizen@example.test --subject "咨询" --text "举报之后多久会有答复？"'
             )
         return f"write to {s.address}"
 
@@ -479,12 +479,9 @@ class EmailChannel(Channel):
     async def list_api(self, request: web.Request) -> web.Response:
         """The files of a conversation's letters (audited: names are the citizen's)."""
         user = require_user(request, *STAFF)
-        conversation_id = request.match_info["conversation_id"]
+        conversation_id = (await visible(request, user, "conversation_id")).id
         table = store.email_attachment
         async with self.sessions() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            if conversation is None or not in_scope(user, conversation.org_unit_id):
-                raise _not_found()
             rows = (
                 (
                     await session.execute(

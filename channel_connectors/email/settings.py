@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from hotline.config import (
     ConfigError,
     Settings,
+    describe_settings,
     host_name,
     int_between,
+    one_of,
     parse_section,
     secret_file,
 )
@@ -67,29 +69,13 @@ class EmailSettings:
         return self.address.rsplit("@", 1)[1]
 
     def describe(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self.SECRETS:
-                out[f.name] = "<set>" if value else "<unset>"
-            else:
-                out[f.name] = str(value)
-        return out
+        return describe_settings(self, self.SECRETS)
 
 
 def _address(raw: str) -> str:
     if not _ADDRESS.match(raw):
         raise ValueError("must be a mail address like hotline@example.org")
     return raw.lower()
-
-
-def _one_of(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in options:
-            raise ValueError("must be " + ", ".join(options[:-1]) + " or " + options[-1])
-        return raw
-
-    return parse
 
 
 def _text(raw: str) -> str:
@@ -99,20 +85,20 @@ def _text(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "server": _one_of("auto", "embedded", "external", "off"),
+    "server": one_of("auto", "embedded", "external", "off"),
     "address": _address,
     "from_name": _text,
     "imap_host": host_name,
     "imap_port": int_between(1, 65535),
     "imap_user": _text,
     "imap_password": str,
-    "imap_tls": _one_of("none", "starttls", "tls"),
+    "imap_tls": one_of("none", "starttls", "tls"),
     "imap_folder": _text,
     "smtp_host": host_name,
     "smtp_port": int_between(1, 65535),
     "smtp_user": _text,
     "smtp_password": str,
-    "smtp_tls": _one_of("none", "starttls", "tls"),
+    "smtp_tls": one_of("none", "starttls", "tls"),
     "poll_seconds": int_between(5, 1740),  # IDLE must be renewed within 29 minutes
     "max_attachment_bytes": int_between(1024, 100 * 1024 * 1024),
     "max_attachments": int_between(0, 50),

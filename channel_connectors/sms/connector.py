@@ -35,8 +35,9 @@ from channel_connectors.sms.kannel import (
     split,
 )
 from channel_connectors.sms.settings import SmsSettings
+from hotline.api.common import visible
 from hotline.api.errors import Fields, read_json
-from hotline.auth import in_scope, require_user
+from hotline.auth import require_user
 from hotline.config import Settings
 from hotline.lang import Lang, detect
 from hotline.messages import Inbound, Outbound
@@ -49,7 +50,7 @@ from hotline.ports import (
     InvalidInput,
 )
 from hotline.ratelimit import KeyedRateLimit
-from hotline.store.models import Blacklist, Contact, Conversation, Role
+from hotline.store.models import Blacklist, Contact, Role
 from hotline.texts import say
 
 log = logging.getLogger(__name__)
@@ -556,12 +557,9 @@ class SmsChannel(Channel):
 
     async def deliveries_api(self, request: web.Request) -> web.Response:
         user = require_user(request, *STAFF)
-        conversation_id = request.match_info["conversation_id"]
+        conversation_id = (await visible(request, user, "conversation_id")).id
         table = store.sms_outbound
         async with self.sessions() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            if conversation is None or not in_scope(user, conversation.org_unit_id):
-                return _error(404, "not_found", "no such conversation")
             rows = (
                 (
                     await session.execute(

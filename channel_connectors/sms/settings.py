@@ -16,6 +16,7 @@ from hotline.config import (
     host_name,
     http_url,
     int_between,
+    one_of,
     parse_section,
     secret_file,
 )
@@ -123,18 +124,6 @@ def _networks(raw: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(i, strict=False) for i in items)
 
 
-def _mode(raw: str) -> str:
-    if raw not in ("auto", "embedded", "external", "off"):
-        raise ValueError("must be auto, embedded, external or off")
-    return raw
-
-
-def _media(raw: str) -> str:
-    if raw not in ("deferred", "chat"):
-        raise ValueError("must be deferred or chat")
-    return raw
-
-
 def _number(raw: str) -> str:
     if not raw.lstrip("+").isdigit() or len(raw) > 20:
         raise ValueError("must be a phone number or short code of at most 20 digits")
@@ -142,7 +131,7 @@ def _number(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "kannel": _mode,
+    "kannel": one_of("auto", "embedded", "external", "off"),
     "sendsms_url": http_url,
     "sendsms_user": _word,
     "sendsms_password": _secret,
@@ -150,7 +139,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "inbound_allow": _networks,
     "public_url": http_url,
     "sender": _number,
-    "media": _media,
+    "media": one_of("deferred", "chat"),
     "max_segments": int_between(1, 255),
     "rate_limit": int_between(1, 10_000),
     "rate_window": int_between(1, 86_400),

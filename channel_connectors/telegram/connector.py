@@ -321,6 +321,10 @@ class TelegramChannel(Channel):
         result = await self._take(chat_id, Inbound(cid, f"cb-{query.id}", title, payload), lang)
         with contextlib.suppress(TelegramAPIError, ApiError, OSError):
             await self.api.answer(query.id)  # after it is stored: the spinner stops
+        if query.message is not None and not result.get("duplicate"):
+            # A choice is made once: the keyboard goes, so an old menu is not pressed again.
+            with contextlib.suppress(TelegramAPIError, ApiError, OSError):
+                await self.api.clear_buttons(chat_id, query.message.message_id)
         return result
 
     async def _offered(self, conversation_id: str, data: str) -> tuple[str, str] | None:

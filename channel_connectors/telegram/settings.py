@@ -11,11 +11,19 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from hotline.config import Settings, http_url, int_between, parse_section, secret_file
+from hotline.config import (
+    Settings,
+    describe_settings,
+    http_url,
+    int_between,
+    one_of,
+    parse_section,
+    secret_file,
+)
 
 CLOUD_API = "https://api.telegram.org"
 LOCAL_TOKEN = "1000001:local-bot-api-without-a-real-token"  # noqa: S105 (no real bot)
@@ -54,14 +62,7 @@ class TelegramSettings:
         return f"{self.public_url}{WEBHOOK_PATH}"
 
     def describe(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self.SECRETS:
-                out[f.name] = "<set>" if value else "<unset>"
-            else:
-                out[f.name] = str(value)
-        return out
+        return describe_settings(self, self.SECRETS)
 
 
 def is_loopback(url: str) -> bool:
@@ -86,16 +87,10 @@ def _webhook_secret(raw: str) -> str:
     return raw
 
 
-def _mode(raw: str) -> str:
-    if raw not in ("webhook", "polling"):
-        raise ValueError("must be webhook or polling")
-    return raw
-
-
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "token": _token,
     "api_url": http_url,
-    "mode": _mode,
+    "mode": one_of("webhook", "polling"),
     "webhook_secret": _webhook_secret,
     "public_url": http_url,
     "poll_timeout": int_between(1, 50),

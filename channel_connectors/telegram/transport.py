@@ -53,6 +53,10 @@ class BotApi:
             markup = InlineKeyboardMarkup(inline_keyboard=rows)
         await self.bot.send_message(chat_id, text, reply_markup=markup)
 
+    async def clear_buttons(self, chat_id: int, message_id: int) -> None:
+        """``editMessageReplyMarkup`` without a markup: the pressed keyboard goes away."""
+        await self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+
     async def typing(self, chat_id: int) -> None:
         await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
 

@@ -76,9 +76,9 @@ async def reload_acd(request: web.Request) -> None:
 
 
 # ------------------------------------------------------------------ conversations
-async def visible(request: web.Request, user: CurrentUser) -> Conversation:
-    """The conversation in the URL if this user may see it, else 404."""
-    conversation_id = request.match_info["id"]
+async def visible(request: web.Request, user: CurrentUser, key: str = "id") -> Conversation:
+    """The conversation in the URL (its ``key``) if this user may see it, else 404."""
+    conversation_id = request.match_info[key]
     conversation: Conversation | None = None
     if ID.fullmatch(conversation_id):  # anything else can't exist; don't send it to SQL
         async with request.app[SESSIONS]() as session:

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +21,9 @@ PASSWORD = "mail-test-password"
 LIMIT = 2 * 1024 * 1024  # the relay's message size limit in these tests
 
 
-@pytest.fixture(scope="session")
-def mail_system() -> Iterator[MailSystemThread]:
+@contextmanager
+def running_mail_system(password: str, limit: int) -> Iterator[MailSystemThread]:
+    """A mail system (Dovecot + the relay) on its own loop, removed afterwards."""
     reason = unavailable()
     if reason:
         pytest.fail(reason)
@@ -29,13 +31,20 @@ def mail_system() -> Iterator[MailSystemThread]:
     # run as the dovecot user, who must reach the mail root.
     top = Path(tempfile.mkdtemp(prefix="hotline-mail-"))
     top.chmod(0o755)
-    mail = MailSystemThread(top / "mail", password=PASSWORD, max_message_bytes=LIMIT)
+    mail = MailSystemThread(top / "mail", password=password, max_message_bytes=limit)
     try:
         mail.start()
         yield mail
     finally:
         mail.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mail_system() -> Iterator[MailSystemThread]:
+    """The session's mail system, shared by every test that does not stop it."""
+    with running_mail_system(PASSWORD, LIMIT) as mail:
+        yield mail
 
 
 def new_address(name: str, domain: str = "example.test") -> str:

@@ -29,7 +29,6 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from channel_connectors.email import store
-from channel_connectors.email.imap import ImapMailbox
 from channel_connectors.email.parse import key_of, new_text, read_letter
 from hotline.appkeys import HUB
 from hotline.config import Settings
@@ -38,7 +37,7 @@ from hotline.store.models import AuditLog, AuthorKind, Conversation, Message, Ti
 from hotline.web import create_app
 from tests.channels.mail_fixtures import PASSWORD, email_settings, new_address
 from tests.conftest import ROOT, free_port
-from tests.mail import CitizenMailbox, MailSystemThread, letter, send_mail
+from tests.mail import CitizenMailbox, MailSystemThread, letter, send_mail, wait_taken
 from tests.staff import StaffClient
 
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -81,19 +80,9 @@ class Hotline:
 
         return await self.box.next_message(timeout, wanted)
 
-    async def settle(self, timeout: float = 30) -> None:
-        """Wait until the channel took every letter in the hotline's mailbox (it marks
-        each seen once stored) and the hub answered them."""
-        box = ImapMailbox(
-            "127.0.0.1", self.mail.imap_port, self.address, PASSWORD, tls="none", timeout=10.0
-        )
-        await box.connect()
-        try:
-            async with asyncio.timeout(timeout):
-                while await box.fetch_unseen(1):
-                    await asyncio.sleep(0.05)
-        finally:
-            await box.close()
+    async def settle(self) -> None:
+        """Wait until the channel took every letter and the hub answered them."""
+        await wait_taken(self.mail.imap_port, self.address, PASSWORD)
         await self.server.app[HUB].drain()
 
     async def rows(self, query: Any) -> list[Any]:

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiosmtplib
 import pytest
 
 from channel_connectors.email.imap import ImapMailbox, MailboxError
-from channel_connectors.email.mailsystem import LocalMailSystem, MailSystemError, unavailable
+from channel_connectors.email.mailsystem import LocalMailSystem, MailSystemError
 from channel_connectors.email.smtp import SendError, SmtpSubmission
+from tests.channels.mail_fixtures import running_mail_system
 from tests.conftest import free_port
 from tests.mail import CitizenMailbox, MailSystemThread, letter, parse, send_mail
 
@@ -31,21 +29,9 @@ HOTLINE = "hotline@12309.example.cn"
 
 @pytest.fixture(scope="module")
 def mail_system() -> Iterator[MailSystemThread]:
-    """One embedded mail system (Dovecot + relay) on its own loop for the module."""
-    reason = unavailable()
-    if reason:
-        pytest.fail(reason)
-    # Not pytest's tmp_path: /tmp/pytest-of-root is 0700, and Dovecot's mail processes
-    # run as the dovecot user, who must reach the mail root.
-    top = Path(tempfile.mkdtemp(prefix="hotline-mail-"))
-    top.chmod(0o755)
-    mail = MailSystemThread(top / "mail", password=PASSWORD, max_message_bytes=LIMIT)
-    try:
-        mail.start()
+    """A mail system of the module's own: its tests stop and restart Dovecot."""
+    with running_mail_system(PASSWORD, LIMIT) as mail:
         yield mail
-    finally:
-        mail.stop()
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def address(name: str = "citizen") -> str:

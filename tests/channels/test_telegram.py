@@ -465,6 +465,9 @@ async def test_start_greets_in_the_clients_language_and_a_button_press_is_a_turn
         answers = (await telegram.state())["answers"]
         assert answers[-1]["callback_query_id"] == pressed["callback_query_id"]
         assert await citizen_lines(server, user["id"]) == ["/start", "Check my case"]
+        # The pressed keyboard is gone from the greeting (a choice is made once).
+        shown = {m["message_id"]: m["buttons"] for m in await telegram.chat(user["id"])}
+        assert shown[greeting[-1]["message_id"]] == []
     finally:
         await server.close()
 

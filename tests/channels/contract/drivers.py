@@ -27,7 +27,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from channel_connectors.email.imap import ImapMailbox
 from hotline.appkeys import HUB
 from hotline.config import Settings
 from hotline.lang import Lang
@@ -39,7 +38,7 @@ from tests.channels.mail_fixtures import LIMIT as MAIL_LIMIT
 from tests.channels.mail_fixtures import PASSWORD as MAIL_PASSWORD
 from tests.channels.mail_fixtures import email_settings, new_address
 from tests.chat import ChatClient
-from tests.mail import CitizenMailbox, MailSystemThread, send_mail
+from tests.mail import CitizenMailbox, MailSystemThread, send_mail, wait_taken
 from tests.mail import letter as mail_letter
 from tests.sip_phone import SipPhone
 from tests.telegram_api import shared_double
@@ -791,21 +790,7 @@ class EmailCitizen(Citizen):
         )
 
     async def _settle(self) -> None:
-        box = ImapMailbox(
-            "127.0.0.1",
-            self._mail.imap_port,
-            self._hotline,
-            MAIL_PASSWORD,
-            tls="none",
-            timeout=10.0,
-        )
-        await box.connect()
-        try:
-            async with asyncio.timeout(30):
-                while await box.fetch_unseen(1):
-                    await asyncio.sleep(0.05)
-        finally:
-            await box.close()
+        await wait_taken(self._mail.imap_port, self._hotline, MAIL_PASSWORD)
         await self._server.app[HUB].drain()
 
     async def _received(self, wait: float = 0.3) -> list[Reply]:
