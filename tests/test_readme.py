@@ -25,3 +25,22 @@ def test_every_channel_folder_is_documented() -> None:
     for name in folders:
         assert f"channel_connectors/{name}/" in README, name
 
+
+def test_every_channel_setting_is_documented() -> None:
+    """Each channel's settings (``HOTLINE_<CHANNEL>_<KEY>``), as its parser reads them."""
+    from channel_connectors.email import settings as email
+    from channel_connectors.sms import settings as sms
+    from channel_connectors.sms.campaigns import settings as campaigns
+    from channel_connectors.telegram import settings as telegram
+
+    keys = [
+        *(("sms", k) for k in (*sms.KEYS, *campaigns.KEYS)),
+        *(("telegram", k) for k in telegram.KEYS),
+        *(("email", k) for k in email.KEYS),
+    ]
+    missing = [
+        f"HOTLINE_{name.upper()}_{key.upper()}"
+        for name, key in keys
+        if f"HOTLINE_{name.upper()}_{key.upper()}" not in README
+    ]
+    assert missing == []
